@@ -599,7 +599,7 @@ def preflight_fleet_summary(hosts, hostvars):
     """One line per host: FIT, NOT FIT with the failed checks, or no verdict (unreachable, failed earlier)."""
     verdicts = {}
     for host in hosts:
-        result = hostvars[host].get("kimi_vllm_preflight") if host in hostvars else None
+        result = hostvars[host].get("preflight_result") if host in hostvars else None
         verdicts[host] = result
     fit = [h for h, r in verdicts.items() if r and r.get("fit")]
     unfit = [h for h, r in verdicts.items() if r and not r.get("fit")]
