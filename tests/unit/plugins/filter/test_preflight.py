@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.kimi.vllm.plugins.filter import preflight as pf
 from ansible_collections.kimi.vllm.plugins.module_utils import _nvsmi
 
@@ -171,7 +170,7 @@ def test_seven_gpus(b200):
     nvidia["gpu_count"] = 7
     result = pf.preflight_evaluate(observed(nvidia), settings())
     assert result["failed"] == ["gpu_count"]
-    assert "7 GPUs (nvidia-smi says 8 attached)" == rows_by_check(result)["gpu_count"]["found"]
+    assert rows_by_check(result)["gpu_count"]["found"] == "7 GPUs (nvidia-smi says 8 attached)"
 
 
 def test_fabric_manager_and_ib_umad(b200):
