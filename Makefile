@@ -46,7 +46,11 @@ unit: venv ## Unit tests (module_utils, modules, filters, the stand-in server)
 
 # ansible-test wants the collection at ansible_collections/<ns>/<name> and a real directory, so the
 # sanity run works on a copy of the tracked (and new, unignored) files.
+# ansible-test bootstraps pip in each venv from a script it downloads from a host CI cannot reach.
+ANSIBLE_TEST_GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
 sanity: venv ## ansible-test sanity, in its own venvs (no test containers can be pulled here)
+	mkdir -p $(dir $(ANSIBLE_TEST_GET_PIP)) && cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_GET_PIP)
 	rm -rf .build/sanity && mkdir -p $(SANITY_TREE)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
 	  | tar --null -T - -cf - | tar -xf - -C $(SANITY_TREE)

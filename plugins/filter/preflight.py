@@ -80,14 +80,21 @@ def _gpus(nvidia):
     return nvidia.get("gpus") or []
 
 
+def _os_matches(distro, version, entry):
+    """``Ubuntu 24.04`` accepts 24.04 and 24.04.3; ``Debian 13`` accepts 13 and 13.2: a prefix on dot boundaries."""
+    want_distro, _, want_version = entry.partition(" ")
+    if want_distro.lower() != distro.lower():
+        return False
+    return version == want_version or version.startswith(want_version + ".") or not want_version
+
+
 def _check_os(obs, cfg):
     os_info = obs.get("os") or {}
     distro = os_info.get("distribution") or "unknown"
     version = os_info.get("version") or ""
     found = (f"{distro} {version}").strip()
     supported = cfg["preflight_os_supported"]
-    major_minor = ".".join(version.split(".")[:2])
-    ok = f"{distro} {major_minor}" in supported or found in supported
+    ok = any(_os_matches(distro, version, entry) for entry in supported)
     return _row(
         "os",
         "pass" if ok else "fail",

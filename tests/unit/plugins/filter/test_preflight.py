@@ -250,6 +250,11 @@ def test_os(b200):
     assert result["failed"] == ["os"]
     obs = observed(b200, os={"distribution": "Ubuntu", "version": "24.04.3"})
     assert pf.preflight_evaluate(obs, settings())["fit"]
+    obs = observed(b200, os={"distribution": "Debian", "version": "13.2"})
+    assert pf.preflight_evaluate(obs, settings())["failed"] == ["os"]
+    assert pf.preflight_evaluate(obs, settings(preflight_os_supported=["Debian 13"]))["fit"]
+    obs = observed(b200, os={"distribution": "Debian", "version": "12.11"})
+    assert pf.preflight_evaluate(obs, settings(preflight_os_supported=["Debian 13", "Debian 1"]))["failed"] == ["os"]
 
 
 def test_skip_by_name(b200):
