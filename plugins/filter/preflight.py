@@ -159,7 +159,7 @@ def _check_gpu_count(obs, cfg):
     count = int(nvidia.get("gpu_count") or 0)
     attached = nvidia.get("attached_gpus")
     want = int(cfg["preflight_gpu_count"])
-    found = f"{count} GPUs"
+    found = f"{count} GPU" + ("" if count == 1 else "s")
     if attached is not None and int(attached) != count:
         found += f" (nvidia-smi says {attached} attached)"
     ok = count == want

@@ -96,7 +96,7 @@ def test_real_h200_host_with_defaults_fails_on_gpu_rows(h200):
     rows = rows_by_check(result)
     assert rows["driver"]["found"] == "580.159.04 (branch 580)"
     assert rows["cuda"]["found"] == "driver supports CUDA 13.0"
-    assert rows["gpu_count"]["found"] == "1 GPUs"
+    assert rows["gpu_count"]["found"] == "1 GPU"
     assert rows["gpu_model"]["found"] == "NVIDIA H200"
     assert rows["docker"]["found"].startswith("not installed")
     # No NVSwitch fabric on a single H200: the fabric checks do not apply.
