@@ -167,7 +167,7 @@ def _check_gpu_count(obs, cfg):
         "gpu_count",
         "pass" if ok else "fail",
         found,
-        f"{want} GPUs",
+        f"{want} GPU" + ("" if want == 1 else "s"),
         ""
         if ok
         else "A GPU is missing from the bus or hidden: check `nvidia-smi -L`, `lspci -d 10de:` and "
