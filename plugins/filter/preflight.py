@@ -82,7 +82,7 @@ def _gpus(nvidia):
 
 def _os_matches(distro, version, entry):
     """``Ubuntu 24.04`` accepts 24.04 and 24.04.3; ``Debian 13`` accepts 13 and 13.2: a prefix on dot boundaries."""
-    want_distro, want_version = (entry.split(None, 1) + [""])[:2]
+    want_distro, want_version = [*entry.split(None, 1), ""][:2]
     if want_distro.lower() != distro.lower():
         return False
     return version == want_version or version.startswith(want_version + ".") or not want_version

@@ -296,19 +296,14 @@ ansible_facts:
               sample: 38
 """
 
-import contextlib
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kimi.vllm.plugins.module_utils._nvsmi import facts_from_run
+from ansible_collections.kimi.vllm.plugins.module_utils._process import run_with_timeout
 
 SEARCH_DIRS = ["/usr/bin", "/usr/local/nvidia/bin"]
-# After a kill, how long to wait for the pipes to close. A process stuck in the kernel (a GSP timeout) ignores
-# SIGKILL until the driver lets go; the module then returns without it rather than hang with it.
-REAP_SECONDS = 5
 
 
 class NvidiaSmi:
@@ -333,43 +328,17 @@ class NvidiaSmi:
         if path is None:
             where = "no executable file there" if "/" in self.name else "not on PATH, " + " or ".join(SEARCH_DIRS)
             return facts_from_run(None, "", f"{self.name}: {where}", not_found=True, argv=argv)
-        # subprocess rather than run_command: run_command has no timeout, and nvidia-smi can hang. A session of its
-        # own lets a kill reach wrappers (driver containers, test doubles) together with their children.
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(os.environ, LC_ALL="C"),
-                start_new_session=True,
-            )
-        except OSError as exc:  # vanished or not executable since find()
-            not_found = isinstance(exc, FileNotFoundError)
-            return facts_from_run(None, "", f"{argv[0]}: {exc.strerror}", not_found=not_found, argv=argv)
-        timed_out = False
-        try:
-            stdout, stderr = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            stdout, stderr = self._kill(proc)
+        result = run_with_timeout(argv, self.timeout, env=dict(os.environ, LC_ALL="C"))
+        if result.start_error:  # vanished or not executable since find()
+            return facts_from_run(None, "", f"{argv[0]}: {result.start_error}", not_found=result.not_found, argv=argv)
         return facts_from_run(
-            None if timed_out else proc.returncode,
-            stdout.decode("utf-8", errors="replace"),
-            stderr.decode("utf-8", errors="replace"),
-            timed_out=timed_out,
+            result.rc,
+            result.stdout,
+            result.stderr,
+            timed_out=result.timed_out,
             argv=argv,
             timeout=self.timeout,
         )
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen) -> tuple[bytes, bytes]:
-        with contextlib.suppress(ProcessLookupError):  # already gone
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            return proc.communicate(timeout=REAP_SECONDS)
-        except subprocess.TimeoutExpired:
-            return b"", b""
 
 
 def main() -> None:

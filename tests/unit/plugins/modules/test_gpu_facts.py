@@ -186,11 +186,17 @@ def test_default_name_found_on_path(tmp_path, monkeypatch):
 
 
 def test_timeout_kills_a_hung_nvidia_smi(tmp_path):
-    script = fake_nvidia_smi(tmp_path, stdout_file=H200_XML, sleep=30)
-    started = time.monotonic()
+    pid_file = tmp_path / "pid"
+    script = tmp_path / "nvidia-smi"
+    # A hung nvidia-smi that leaves a child behind, as wrappers do: both must be gone after the timeout.
+    script.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pid_file}\nwait\n")
+    script.chmod(0o755)
     facts = nvidia_facts(run_module({"nvidia_smi": str(script), "timeout": 1}))
-    elapsed = time.monotonic() - started
-    assert elapsed < 1 + gpu_facts.REAP_SECONDS
+    child = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # the kill is sent; give the kernel a moment to reap
+            os.kill(child, 0)
+            time.sleep(0.1)
     assert facts["ok"] is False
     assert facts["rc"] is None
     assert facts["error"]["kind"] == "unknown"
