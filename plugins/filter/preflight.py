@@ -34,9 +34,8 @@ CHECKS = (
     "disk_docker_root",
     "port",
 )
-DEFAULT_SEVERITY = dict.fromkeys(CHECKS, "fail")
 # Persistence mode only slows the first CUDA call after the GPUs go idle; vLLM runs without it.
-DEFAULT_SEVERITY["persistence"] = "warn"
+DEFAULT_SEVERITY = {**dict.fromkeys(CHECKS, "fail"), "persistence": "warn"}
 SEVERITIES = ("fail", "warn")
 GPU_CHECKS = ("cuda", "gpu_count", "gpu_model", "gpu_memory", "mig", "persistence", "gpu_health", "fabric")
 GB = 1000**3
