@@ -62,9 +62,11 @@ docs-check: venv ## Module docs render; the collection builds
 	rm -rf .build/dist && ansible-galaxy collection build --output-path .build/dist . > /dev/null
 	@ls .build/dist
 
-images: venv ## Build the simulation images (debootstrap base, simulated node)
+images: venv ## Build the simulation images (base, node) and publish the stand-in vLLM to the local registry
 	tests/sim/build-base-image.sh trixie $(BASE_IMAGE)
 	ansible-playbook -i localhost, tests/sim/images.yml
+	tests/registry/start.sh
+	ansible-playbook -i localhost, tests/standin/publish.yml
 
 molecule: venv images ## Molecule scenarios against simulated nodes
 	molecule test --all
@@ -78,8 +80,8 @@ sim-up: venv images ## Start NODES simulated nodes (PROFILES cycles over them) a
 sim-down: venv ## Remove every simulated node and what it started
 	ansible-playbook -i localhost, tests/sim/down.yml
 
-demo: sim-up ## Preflight the simulated fleet and print its verdicts
-	ansible-playbook -i $(DEMO_INVENTORY) playbooks/preflight.yml
+demo: sim-up ## Deploy on the simulated fleet: preflight, then the (stand-in) vLLM server
+	ansible-playbook -i $(DEMO_INVENTORY) playbooks/deploy.yml
 
 build: venv ## Build the collection tarball into .build/dist
 	rm -rf .build/dist && ansible-galaxy collection build --output-path .build/dist .

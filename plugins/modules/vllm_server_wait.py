@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# Copyright (c) 2026, kimi.vllm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+---
+module: vllm_server_wait
+short_description: Watch a starting vLLM container for one step of its ready-wait
+version_added: 0.1.0
+description:
+  - Polls the container (through the Docker API) and the server (C(/health), then C(/v1/models)) for at most
+    O(step_seconds), and returns as soon as the server lists every expected model, or as soon as the container has
+    exited or restarted.
+  - A 1T-parameter model takes 30 to 60 minutes to load. The role calls this module in steps so that it can
+    report progress between them and give up at its own deadline, while a crash is reported within
+    O(poll_interval) seconds, with the last O(log_lines) lines of the container's log.
+  - Reads only; it never changes the container.
+author:
+  - kimi.vllm developers
+extends_documentation_fragment:
+  - community.docker.docker.api_documentation
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  container:
+    description: Name or ID of the vLLM container.
+    type: str
+    required: true
+  url:
+    description: Base URL of the server as seen from where the module runs.
+    type: str
+    default: http://127.0.0.1:8000
+  api_key:
+    description: API key the server was started with; sent to C(/v1/models).
+    type: str
+  expect_models:
+    description: Served model names that C(/v1/models) must list before the server counts as ready.
+    type: list
+    elements: str
+    default: []
+  restart_count:
+    description: The container's restart count when it was started; a higher count means it crashed and restarted.
+    type: int
+    default: 0
+  step_seconds:
+    description: Return after this many seconds even when the server is not ready yet.
+    type: int
+    default: 30
+  poll_interval:
+    description: Seconds between two looks at the container and the server.
+    type: int
+    default: 2
+  log_lines:
+    description: How many of the container's last log lines to return when it exits or restarts.
+    type: int
+    default: 50
+requirements:
+  - The Python C(requests) library on the node (community.docker's API client needs it).
+notes:
+  - C(/health) refuses connections until the engine is up, answers 503 when the engine died, and 200 when
+    healthy; C(/v1/models) then lists one card per served name.
+"""
+
+EXAMPLES = r"""
+- name: Wait one step for the server
+  kimi.vllm.vllm_server_wait:
+    container: kimi-vllm
+    url: http://127.0.0.1:8000
+    expect_models: [kimi-k2.7-code]
+  register: step
+"""
+
+RETURN = r"""
+ready:
+  description: The server answered C(/health) and listed every expected model.
+  returned: always
+  type: bool
+exited:
+  description: The container stopped running (or disappeared) during the step.
+  returned: always
+  type: bool
+restarted:
+  description: The container restarted (its restart count went above O(restart_count)).
+  returned: always
+  type: bool
+state:
+  description: The container's state, as Docker reports it (C(running), C(exited), C(restarting), C(missing)).
+  returned: always
+  type: str
+exit_code:
+  description: The container's exit code, when it has exited.
+  returned: always
+  type: int
+oom_killed:
+  description: Whether the kernel killed the container for memory.
+  returned: always
+  type: bool
+restart_count:
+  description: The container's restart count now.
+  returned: always
+  type: int
+server:
+  description: What the server last answered, for example C(connection refused), C(/health 503) or C(ready).
+  returned: always
+  type: str
+models:
+  description: The model names C(/v1/models) listed last.
+  returned: always
+  type: list
+  elements: str
+last_log_line:
+  description: The container's last log line.
+  returned: always
+  type: str
+log_tail:
+  description: The container's last O(log_lines) log lines, when it exited or restarted; empty otherwise.
+  returned: always
+  type: list
+  elements: str
+elapsed:
+  description: Seconds this step took.
+  returned: always
+  type: float
+"""
+
+import json  # noqa: E402  (validate-modules wants the docs first)
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+from ansible_collections.community.docker.plugins.module_utils._api.errors import DockerException  # noqa: E402
+from ansible_collections.community.docker.plugins.module_utils.common_api import (  # noqa: E402
+    AnsibleDockerClient,
+    RequestException,
+)
+
+
+class ContainerWatch:
+    """One ready-wait step: the container's state and the server's answers, polled together."""
+
+    def __init__(self, client):
+        """Take the options from the docker client's module."""
+        self.client = client
+        self.params = client.module.params
+
+    def inspect(self):
+        """The container's inspect data, or None when it is gone."""
+        return self.client.get_container(self.params["container"])
+
+    def logs(self, container, lines):
+        """The last ``lines`` lines of the container's log (stdout and stderr together)."""
+        res = self.client._get(
+            self.client._url("/containers/{0}/logs", container["Id"]),
+            params={"stdout": 1, "stderr": 1, "timestamps": 0, "follow": 0, "tail": lines},
+        )
+        raw = self.client._get_result_tty(False, res, container["Config"].get("Tty", False))
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+    def probe(self):
+        """Ask the server; returns (ready, what it answered, models listed)."""
+        base = self.params["url"].rstrip("/")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=5) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            return False, f"/health {exc.code}", []
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return False, f"not answering yet ({reason})", []
+        headers = {}
+        if self.params["api_key"]:
+            headers["Authorization"] = "Bearer " + self.params["api_key"]
+        request = urllib.request.Request(base + "/v1/models", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                listed = [card.get("id") for card in json.loads(resp.read()).get("data", [])]
+        except urllib.error.HTTPError as exc:
+            return False, f"/v1/models {exc.code}", []
+        except (urllib.error.URLError, OSError, ValueError, AttributeError) as exc:
+            return False, f"/v1/models unreadable ({exc})", []
+        missing = [name for name in self.params["expect_models"] if name not in listed]
+        if missing:
+            return False, "/v1/models lacks " + ", ".join(missing), listed
+        return True, "ready", listed
+
+    def step(self):
+        """Poll until ready, dead or out of time for this step."""
+        started = time.monotonic()
+        result = {
+            "ready": False,
+            "exited": False,
+            "restarted": False,
+            "state": "missing",
+            "exit_code": 0,
+            "oom_killed": False,
+            "restart_count": 0,
+            "server": "not asked",
+            "models": [],
+            "last_log_line": "",
+            "log_tail": [],
+        }
+        while True:
+            container = self.inspect()
+            if container is None:
+                result.update(exited=True, state="missing")
+                break
+            state = container["State"]
+            result.update(
+                state=state.get("Status", "unknown"),
+                exit_code=state.get("ExitCode", 0),
+                oom_killed=bool(state.get("OOMKilled")),
+                restart_count=container.get("RestartCount", 0),
+            )
+            if result["restart_count"] > self.params["restart_count"] or state.get("Restarting"):
+                result["restarted"] = True
+            if not state.get("Running") or result["restarted"]:
+                result["exited"] = not state.get("Running")
+                result["log_tail"] = self.logs(container, self.params["log_lines"])
+                result["last_log_line"] = result["log_tail"][-1] if result["log_tail"] else ""
+                break
+            ready, result["server"], result["models"] = self.probe()
+            if ready:
+                result["ready"] = True
+                break
+            if time.monotonic() - started + self.params["poll_interval"] > self.params["step_seconds"]:
+                break
+            time.sleep(self.params["poll_interval"])
+        if container is not None and not result["log_tail"]:
+            tail = self.logs(container, 1)
+            result["last_log_line"] = tail[-1] if tail else ""
+        result["elapsed"] = round(time.monotonic() - started, 1)
+        return result
+
+
+def main():
+    """Run the module."""
+    client = AnsibleDockerClient(
+        argument_spec={
+            "container": {"type": "str", "required": True},
+            "url": {"type": "str", "default": "http://127.0.0.1:8000"},
+            "api_key": {"type": "str", "no_log": True},
+            "expect_models": {"type": "list", "elements": "str", "default": []},
+            "restart_count": {"type": "int", "default": 0},
+            "step_seconds": {"type": "int", "default": 30},
+            "poll_interval": {"type": "int", "default": 2},
+            "log_lines": {"type": "int", "default": 50},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = ContainerWatch(client).step()
+    except (DockerException, RequestException) as exc:
+        client.fail(f"Docker did not answer about container {client.module.params['container']}: {exc}")
+    client.module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
