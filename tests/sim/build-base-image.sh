@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the base image of the simulated GPU nodes WITHOUT a container registry:
 # debootstrap a minimal Debian into a folder under /var/tmp, clean it, `docker import` it.
 #

@@ -268,7 +268,7 @@ def synthetic_xml(template: str, table: Table, gpu_count: int, state: GpuState, 
     if not m or template.count("<gpu id=") != 1:
         raise SystemExit("make_synthetic.py: the template must hold exactly one <gpu> block")
     head, template_gpu, tail = template[: m.start(1)], m.group(1), template[m.end(1) :]
-    decl, _, rest = head.partition("\n")
+    decl, _newline, rest = head.partition("\n")
     if not decl.startswith("<?xml"):
         raise SystemExit("make_synthetic.py: the template must start with the XML declaration")
     comment = (

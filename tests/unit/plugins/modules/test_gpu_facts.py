@@ -194,7 +194,7 @@ def test_timeout_kills_a_hung_nvidia_smi(tmp_path):
     facts = nvidia_facts(run_module({"nvidia_smi": str(script), "timeout": 1}))
     child = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
-        for _ in range(50):  # the kill is sent; give the kernel a moment to reap
+        for _attempt in range(50):  # the kill is sent; give the kernel a moment to reap
             os.kill(child, 0)
             time.sleep(0.1)
     assert facts["ok"] is False
