@@ -18,7 +18,7 @@ PROFILES ?= b200x8-570-fit
 DEMO_INVENTORY := inventories/demo/hosts.yml
 BASE_IMAGE := kimi-vllm/base:trixie
 
-.PHONY: help venv lint unit sanity docs-check images molecule test demo sim-up sim-down build clean
+.PHONY: help venv lint unit sanity docs-check images integration molecule test demo sim-up sim-down build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -58,7 +58,8 @@ sanity: venv ## ansible-test sanity, in its own venvs (no test containers can be
 	cd $(SANITY_TREE) && git init -q && git add -A && ansible-test sanity --venv --python 3.11 --color no
 
 docs-check: venv ## Module docs render; the collection builds
-	ansible-doc -t module kimi.vllm.gpu_facts > /dev/null
+	for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
+	  ansible-doc -t module kimi.vllm.$$m > /dev/null || exit 1; done
 	rm -rf .build/dist && ansible-galaxy collection build --output-path .build/dist . > /dev/null
 	@ls .build/dist
 
@@ -68,10 +69,13 @@ images: venv ## Build the simulation images (base, node) and publish the stand-i
 	tests/registry/start.sh
 	ansible-playbook -i localhost, tests/standin/publish.yml
 
+integration: venv images ## Modules and roles against the stand-in server and this machine's docker engine
+	pytest -q tests/integration
+
 molecule: venv images ## Molecule scenarios against simulated nodes
 	molecule test --all
 
-test: lint unit sanity docs-check molecule ## Everything CI runs
+test: lint unit sanity docs-check integration molecule ## Everything CI runs
 
 sim-up: venv images ## Start NODES simulated nodes (PROFILES cycles over them) and write inventories/demo/hosts.yml
 	$(PYTHON) tests/sim/write-inventory.py --nodes $(NODES) --profiles $(PROFILES) --output $(DEMO_INVENTORY)

@@ -1,0 +1,134 @@
+# Copyright (c) 2026, kimi.vllm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The vllm_server role against this machine's docker engine and the stand-in (a test double).
+
+Needs what `make images` prepares: the local registry on 127.0.0.1:5000 holding the stand-in image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = (REPO / "tests" / "fixtures" / "seed" / "docker-run.txt").read_text()
+PLAYBOOKS = REPO / "tests" / "integration" / "playbooks"
+API_KEY = "sk-kimi-test-4f1c9e2a7d"  # noqa: S105  (a test value that must never be printed)
+HF_TOKEN = "hf_testtoken_8b3d1a6c0e"  # noqa: S105
+PORT = 18711
+NAME = "kimi-vllm-integration"
+
+
+def ansible_playbook(playbook, *extra, check=True):
+    """Run ansible-playbook at -vvvv from the checkout; returns the completed process (output captured)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = ["ansible-playbook", "-vvvv", "-i", "localhost,", str(PLAYBOOKS / playbook), *extra]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def secrets_file(tmp_path_factory):
+    """The secrets go in a vars file, as an operator's vault would: ansible-playbook -vvvv echoes its command line."""
+    path = tmp_path_factory.mktemp("vars") / "secrets.json"
+    path.write_text(json.dumps({"vllm_server_api_key": API_KEY, "vllm_server_hf_token": HF_TOKEN}))
+    return path
+
+
+def server_vars(secrets, **overrides):
+    values = {
+        "vllm_server_container_name": NAME,
+        "vllm_server_port": PORT,
+        "vllm_server_model_cache": "/var/tmp/kimi-vllm-integration/hf-cache",
+    }
+    values.update(overrides)
+    return ["-e", f"@{secrets}", "-e", json.dumps(values)]
+
+
+def get(path, key=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+@pytest.fixture(scope="module")
+def client():
+    api = docker.from_env().api
+    yield api
+    for name in (NAME, f"{NAME}-previous"):
+        try:
+            api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def test_defaults_render_the_seed_docker_run(tmp_path):
+    spec_file = tmp_path / "spec.json"
+    ansible_playbook("render_server_spec.yml", "-e", f"spec_file={spec_file}")
+    spec = json.loads(spec_file.read_text())
+    words = shlex.split(SEED.replace("\\\n", " "))
+    image = next(w for w in words if w.startswith("vllm/vllm-openai:"))
+    assert words[:7] == ["docker", "run", "-d", "--gpus", "all", "--ipc=host", "-p"]
+    assert spec["image"] == image
+    assert spec["command"] == words[words.index(image) + 1 :]
+    assert spec["ipc_mode"] == "host"
+    assert spec["published_ports"] == ["0.0.0.0:8000:8000"]  # -p 8000:8000 publishes on every address
+    home = os.path.expanduser("~")
+    assert spec["volumes"] == [f"{home}/.cache/huggingface:/root/.cache/huggingface"]
+    assert spec["device_requests"] == [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}]
+    assert spec["restart_policy"] == "no"
+    assert spec["network_mode"] == ""
+
+
+def test_deploy_replace_rollback_without_printing_secrets(client, secrets_file):
+    outputs = []
+    first = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    outputs.append(first.stdout + first.stderr)
+    container = client.inspect_container(NAME)
+    assert container["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
+    assert f"VLLM_API_KEY={API_KEY}" in container["Config"]["Env"]
+    assert API_KEY not in " ".join(container["Args"])
+    assert get("/v1/models")[0] == 401
+    status, models = get("/v1/models", API_KEY)
+    assert status == 200
+    assert [card["id"] for card in models["data"]] == ["kimi-k2.7-code"]
+
+    again = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    outputs.append(again.stdout + again.stderr)
+    assert "changed=0" in again.stdout
+
+    # A changed configuration replaces the server and keeps the old one.
+    names = ["kimi-k2.7-code", "my-kimi2.7-code"]
+    changed = ansible_playbook(
+        "server_on_localhost.yml", *server_vars(secrets_file, vllm_server_served_model_names=names)
+    )
+    outputs.append(changed.stdout + changed.stderr)
+    assert [card["id"] for card in get("/v1/models", API_KEY)[1]["data"]] == names
+    assert client.inspect_container(f"{NAME}-previous")["State"]["Status"] == "created"
+
+    # Rollback puts the old one back; the replaced one is kept in its place.
+    back = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file), "-e", "server_entry=rollback")
+    outputs.append(back.stdout + back.stderr)
+    assert [card["id"] for card in get("/v1/models", API_KEY)[1]["data"]] == ["kimi-k2.7-code"]
+    kept = json.loads(client.inspect_container(f"{NAME}-previous")["Config"]["Labels"]["kimi.vllm.spec"])
+    assert kept["served_model_names"] == names
+
+    for text in outputs:
+        assert API_KEY not in text
+        assert HF_TOKEN not in text
