@@ -8,6 +8,7 @@ Needs what `make images` prepares: the local registry on 127.0.0.1:5000 holding 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -22,8 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SEED = (REPO / "tests" / "fixtures" / "seed" / "docker-run.txt").read_text()
 PLAYBOOKS = REPO / "tests" / "integration" / "playbooks"
-API_KEY = "sk-kimi-test-4f1c9e2a7d"  # noqa: S105  (a test value that must never be printed)
-HF_TOKEN = "hf_testtoken_8b3d1a6c0e"  # noqa: S105
+API_KEY = "sk-kimi-test-4f1c9e2a7d"
+HF_TOKEN = "hf_testtoken_8b3d1a6c0e"
 PORT = 18711
 NAME = "kimi-vllm-integration"
 
@@ -61,7 +62,7 @@ def get(path, key=None):
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, None
@@ -72,10 +73,8 @@ def client():
     api = docker.from_env().api
     yield api
     for name in (NAME, f"{NAME}-previous"):
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             api.remove_container(name, force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 def test_defaults_render_the_seed_docker_run(tmp_path):

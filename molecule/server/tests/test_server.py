@@ -64,7 +64,7 @@ def test_port_is_served_on_the_node(host):
 
 def test_models_are_listed_on_the_node(host):
     out = host.check_output(
-        "python3 -c \"import json,urllib.request;"
+        'python3 -c "import json,urllib.request;'
         "print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:8000/v1/models'))))\""
     )
     cards = json.loads(out)["data"]
