@@ -97,8 +97,12 @@ def test_defaults_render_the_seed_docker_run(tmp_path):
 
 def test_deploy_replace_rollback_without_printing_secrets(client, secrets_file):
     outputs = []
-    first = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    # A slower load with short steps: the wait reports progress after every step until the server serves.
+    slow = {"vllm_server_env": {"STANDIN_LOAD_SECONDS": "7"}, "vllm_server_ready_step": 2}
+    first = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, **slow))
     outputs.append(first.stdout + first.stderr)
+    assert first.stdout.count(f"{NAME} loading:") >= 2, first.stdout[-3000:]
+    assert "not answering yet" in first.stdout
     container = client.inspect_container(NAME)
     assert container["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
     assert f"VLLM_API_KEY={API_KEY}" in container["Config"]["Env"]
@@ -108,7 +112,7 @@ def test_deploy_replace_rollback_without_printing_secrets(client, secrets_file):
     assert status == 200
     assert [card["id"] for card in models["data"]] == ["kimi-k2.7-code"]
 
-    again = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    again = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, **slow))
     outputs.append(again.stdout + again.stderr)
     assert "changed=0" in again.stdout
 
