@@ -129,15 +129,18 @@ elapsed:
   type: float
 """
 
-import json  # noqa: E402  (validate-modules wants the docs first)
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 
 from ansible_collections.community.docker.plugins.module_utils._api.errors import DockerException  # noqa: E402
 from ansible_collections.community.docker.plugins.module_utils.common_api import (  # noqa: E402
     AnsibleDockerClient,
     RequestException,
+)
+from ansible_collections.kimi.vllm.plugins.module_utils._openai import (  # noqa: E402
+    Client,
+    ClientError,
+    ConnectError,
+    HTTPStatusError,
 )
 
 
@@ -163,27 +166,21 @@ class ContainerWatch:
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
         return [line for line in text.splitlines() if line.strip()][-lines:]
 
-    def probe(self):
+    def probe(self, http):
         """Ask the server; returns (ready, what it answered, models listed)."""
-        base = self.params["url"].rstrip("/")
         try:
-            with urllib.request.urlopen(base + "/health", timeout=5) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            return False, f"/health {exc.code}", []
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return False, f"not answering yet ({reason})", []
-        headers = {}
-        if self.params["api_key"]:
-            headers["Authorization"] = "Bearer " + self.params["api_key"]
-        request = urllib.request.Request(base + "/v1/models", headers=headers)
+            http.get("/health", auth=False).raise_for_status()
+        except HTTPStatusError as exc:
+            return False, f"/health {exc.status}", []
+        except ConnectError:
+            return False, "not answering yet (connection refused)", []
+        except ClientError as exc:
+            return False, f"not answering yet ({exc})", []
         try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                listed = [card.get("id") for card in json.loads(resp.read()).get("data", [])]
-        except urllib.error.HTTPError as exc:
-            return False, f"/v1/models {exc.code}", []
-        except (urllib.error.URLError, OSError, ValueError, AttributeError) as exc:
+            listed = [card.get("id") for card in http.get("/v1/models").raise_for_status().json().get("data", [])]
+        except HTTPStatusError as exc:
+            return False, f"/v1/models {exc.status}", []
+        except (ClientError, ValueError, AttributeError) as exc:
             return False, f"/v1/models unreadable ({exc})", []
         missing = [name for name in self.params["expect_models"] if name not in listed]
         if missing:
@@ -193,6 +190,7 @@ class ContainerWatch:
     def step(self):
         """Poll until ready, dead or out of time for this step."""
         started = time.monotonic()
+        http = Client(self.params["url"], api_key=self.params["api_key"], timeout=10)
         result = {
             "ready": False,
             "exited": False,
@@ -225,7 +223,7 @@ class ContainerWatch:
                 result["log_tail"] = self.logs(container, self.params["log_lines"])
                 result["last_log_line"] = result["log_tail"][-1] if result["log_tail"] else ""
                 break
-            ready, result["server"], result["models"] = self.probe()
+            ready, result["server"], result["models"] = self.probe(http)
             if ready:
                 result["ready"] = True
                 break
@@ -235,6 +233,7 @@ class ContainerWatch:
         if container is not None and not result["log_tail"]:
             tail = self.logs(container, 1)
             result["last_log_line"] = tail[-1] if tail else ""
+        http.close()
         result["elapsed"] = round(time.monotonic() - started, 1)
         return result
 

@@ -2338,7 +2338,10 @@ class Server:
         """Bind the port now (a conflict fails fast, as in vLLM) but listen only once loading is done."""
         host = self.args.host
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for sockets that say they are
+        # TCP. Without it, Nagle and delayed ACKs hold streamed chunks ~40 ms on reused connections (uvicorn, which
+        # vLLM runs on, sets TCP_NODELAY), which would skew every client timing measured against this server.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host or "", self.args.port))
