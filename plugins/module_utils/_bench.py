@@ -618,17 +618,30 @@ def completion_token_text(choice):
     return choice.get("text") or ""
 
 
+# vLLM writes a chunk's keys in one order, the first choice's delta right after its index. When that delta opens with
+# a non-empty "content" string, the chunk is a token event by vLLM's rule whatever follows, so the common chunk needs
+# no JSON decoding (JSON escapes every quote inside strings, so the pattern cannot come from a string's contents).
+# Every other chunk is decoded and judged in full. For a completions stream, a non-empty "choices" is the whole rule.
+_CHAT_CONTENT = b'"choices":[{"index":0,"delta":{"content":"'
+_CHAT_CONTENT_END = len(_CHAT_CONTENT)
+_SOME_CHOICE = b'"choices":[{'
+_QUOTE = 0x22
+
+
 async def measure_request(client, path: str, body: bytes, rec: RequestRecord, chat: bool, timeout=None) -> None:
     """Send one streamed request and fill ``rec`` as vLLM's request functions do.
 
     The start is taken just before the request is written (the client writes it on the first ``__anext__``, on a
     pooled connection when one is idle), and every event is stamped with the time the socket read that carried it
-    returned, so the client's own parsing adds nothing to TTFT or ITL.
+    returned, so the client's own parsing adds nothing to TTFT or ITL. The raw token chunks are kept until the usage
+    chunk arrives; only without usage is their text decoded, to count its tokens.
     """
-    loads = json.loads
+    decode = json.JSONDecoder().decode
     token_text = chat_token_text if chat else completion_token_text
+    fast = _CHAT_CONTENT if chat else _SOME_CHOICE
+    fast_end = _CHAT_CONTENT_END if chat else 0
     itl = rec.itl
-    pieces = []
+    raw = []
     first = None
     last = 0.0
     events = 0
@@ -639,31 +652,34 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
             for _name, data in batch:
                 if data[:1] != b"{":  # data: [DONE], or a keep-alive
                     continue
-                doc = loads(data)
-                choices = doc.get("choices")
-                text = token_text(choices[0]) if choices else None
-                if text is not None:
+                i = data.find(fast)
+                if i > 0 and (not fast_end or data[i + fast_end] != _QUOTE):
+                    is_token = True
+                else:
+                    doc = decode(data.decode("utf-8"))
+                    choices = doc.get("choices")
+                    is_token = bool(choices) and token_text(choices[0]) is not None
+                    if not is_token:
+                        usage = doc.get("usage")
+                        if usage:
+                            rec.output_tokens = usage.get("completion_tokens")
+                            if usage.get("prompt_tokens") is not None:
+                                rec.prompt_len = usage["prompt_tokens"]
+                if is_token:
                     if first is None:
                         first = t
                     else:
                         itl.append(t - last)
                     last = t
                     events += 1
-                    if text:
-                        pieces.append(text)
-                else:
-                    usage = doc.get("usage")
-                    if usage:
-                        rec.output_tokens = usage.get("completion_tokens")
-                        if usage.get("prompt_tokens") is not None:
-                            rec.prompt_len = usage["prompt_tokens"]
+                    raw.append(data)
     except HTTPStatusError as exc:
         rec.error = client.redact(f"HTTP {exc.status} {exc.reason}: {exc.error_message()}")
         return
     except ClientError as exc:
         rec.error = str(exc)
         return
-    except ValueError as exc:  # a chunk that is not JSON
+    except (ValueError, IndexError) as exc:  # a chunk that is not JSON
         rec.error = f"malformed chunk: {snippet(str(exc), 120)}"
         return
     finally:
@@ -676,7 +692,9 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
     rec.latency = last - start
     rec.success = True
     if not rec.output_tokens:
-        rec.text = "".join(pieces)
+        rec.text = "".join(
+            token_text(choices[0]) or "" for choices in (decode(d.decode("utf-8")).get("choices") for d in raw)
+        )
 
 
 async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrency, arrivals, timeout=None):

@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -380,3 +381,94 @@ def test_vllm_argv_is_the_seeds_command():
     argv = _bench.vllm_bench_argv(params, "/tmp", "r.json", "http://x", "m")
     assert argv[argv.index("--request-rate") + 1] == "4.0"
     assert argv[argv.index("--metric-percentiles") + 1] == "50,99.9"
+
+
+# ---- one request, through a fake client ------------------------------------------------------------------------
+
+
+class FakeClient:
+    """Yields prepared ``(t, [(name, data)])`` reads, as _openai.AsyncClient.stream_reads does."""
+
+    def __init__(self, reads):
+        self.reads = reads
+
+    def redact(self, text):
+        return text
+
+    async def stream_reads(self, path, content=None, timeout=None):
+        for t, datas in self.reads:
+            yield t, [(b"", d) for d in datas]
+
+
+def chunk(delta=None, choices=None, usage=None) -> bytes:
+    doc = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    doc["choices"] = choices if choices is not None else [{"index": 0, "delta": delta, "logprobs": None}]
+    if usage is not None:
+        doc["usage"] = usage
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def measure(reads, chat=True):
+    rec = RequestRecord()
+    asyncio.run(_bench.measure_request(FakeClient(reads), "/v1/chat/completions", b"{}", rec, chat))
+    return rec
+
+
+def test_measure_request_follows_vllms_rule_and_read_times():
+    now = time.perf_counter()
+    reads = [
+        (now + 0.100, [chunk({"role": "assistant", "content": ""}), chunk({"content": "a"})]),  # role chunk: no token
+        (now + 0.120, [chunk({"reasoning": "r"})]),
+        (now + 0.150, [chunk({"content": ""}), chunk({"content": "b"})]),  # two events in one read: ITL 0
+        (now + 0.151, [chunk(choices=[], usage={"prompt_tokens": 9, "completion_tokens": 4}), b"[DONE]"]),
+    ]
+    rec = measure(reads)
+    assert rec.success
+    assert rec.events == 4
+    assert rec.output_tokens == 4
+    assert rec.prompt_len == 9
+    assert rec.ttft == pytest.approx(0.100, abs=0.01)
+    assert rec.itl == pytest.approx([0.020, 0.030, 0.0])
+    assert rec.latency == pytest.approx(0.150, abs=0.01)  # the usage chunk does not end the request
+    assert rec.text is None  # kept only without usage
+
+
+def test_measure_request_without_usage_keeps_the_text():
+    t = time.perf_counter()
+    rec = measure([(t, [chunk({"content": "a"}), chunk({"reasoning": " b"}), chunk({"content": '"x'})])])
+    assert rec.text == 'a b"x'
+    assert rec.output_tokens is None
+
+
+def test_fast_path_agrees_with_the_full_rule():
+    # Deltas whose first key is content (fast path) and all others (decoded) must be judged as vLLM judges them.
+    deltas = [
+        {"content": "x"},
+        {"content": '"'},
+        {"content": ""},
+        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": "hi"},
+        {"content": None, "reasoning": "r"},
+        {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]},
+        {},
+    ]
+    for delta in deltas:
+        expected = _bench.chat_token_text(delta and {"delta": delta}) is not None
+        rec = measure([(time.perf_counter(), [chunk(delta)])])
+        assert rec.success == expected, delta
+
+
+def test_completions_events_are_any_choice():
+    t = time.perf_counter()
+    text_chunk = json.dumps({"id": "c", "choices": [{"index": 0, "text": ""}]}).encode()
+    usage = json.dumps({"id": "c", "choices": [], "usage": {"completion_tokens": 1}}).encode()
+    rec = measure([(t, [text_chunk, usage])], chat=False)
+    assert rec.success
+    assert rec.events == 1
+    assert rec.output_tokens == 1
+
+
+def test_malformed_chunk_fails_the_request():
+    rec = measure([(time.perf_counter(), [b'{"choices": [oops'])])
+    assert not rec.success
+    assert "malformed chunk" in rec.error
