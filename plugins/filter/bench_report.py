@@ -197,13 +197,17 @@ def bench_svg_throughput(fleet: dict, metric: str = "output_throughput", title: 
         body.append(
             f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="middle">{_esc(n["host"])}</text>'
         )
-    for value, label, dash in ((base, "baseline", ""), (limit, "limit", "6 4")):
+    # The baseline is labelled at the right end, the tolerance limit at the left, so close lines stay readable.
+    for value, label, dash, x, anchor in (
+        (base, "baseline", "", width - right - 4, "end"),
+        (limit, "limit", "6 4", left + 4, "start"),
+    ):
         if value:
             y = top + plot_h - value / ymax * plot_h
             body.append(
                 f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
                 f'stroke-dasharray="{dash}"/>'
-                f'<text x="{width - right - 4}" y="{y - 4:.1f}" text-anchor="end">{label} {_fmt(value)}</text>'
+                f'<text x="{x}" y="{y - 4:.1f}" text-anchor="{anchor}">{label} {_fmt(value)}</text>'
             )
     body.append(
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#333"/>'
@@ -258,7 +262,7 @@ def bench_svg_cdf(fleet: dict, key: str = "ttft_ms", title: str = "") -> str:
         x = sx(t)
         body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#eee"/>')
         body.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" text-anchor="middle">{_fmt(t)}</text>')
-    for p in (0, 25, 50, 75, 90, 99, 100):
+    for p in (0, 25, 50, 75, 90, 100):
         y = sy(p)
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
         body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{p}%</text>')

@@ -1,0 +1,230 @@
+# Copyright (c) 2026, kimi.vllm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""vllm_bench against the stand-in server (a test double), the fleet report, and the report in a real browser.
+
+No timing is asserted here (timing is what benchmarks/ measures): the tests check counts, which are exact, the
+result schema, the gate and the report. Small workloads keep each test to a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+import jinja2
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kimi.vllm.plugins.filter import bench_report
+from ansible_collections.kimi.vllm.plugins.modules import vllm_bench
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "vllm-bench-serve"
+TEMPLATES = REPO / "playbooks" / "templates"
+SCRIPT = {"STANDIN_SCRIPT_TTFT_MS": "30", "STANDIN_SCRIPT_ITL_MS": "2"}
+SMALL = {"input_len": 64, "output_len": 16, "num_prompts": 12, "max_concurrency": 4}
+# The stand-in's chat template: <|im_user|>user<|im_middle|>...<|im_end|> and <|im_assistant|>assistant<|im_middle|>
+TEMPLATE_TOKENS = 7
+
+
+class ModuleExit(Exception):  # noqa: N818 - it carries a result
+    """Raised instead of exit_json / fail_json."""
+
+    def __init__(self, result: dict) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+def run_module(args: dict) -> dict:
+    """Run vllm_bench.main() in this process and return its result."""
+
+    def _exit(_module, **result):
+        raise ModuleExit(result)
+
+    def _fail(_module, **result):
+        raise ModuleExit(dict(result, failed=True))
+
+    with patch_module_args(args), mock.patch.multiple(AnsibleModule, exit_json=_exit, fail_json=_fail):
+        try:
+            vllm_bench.main()
+        except ModuleExit as exc:
+            return exc.result
+    pytest.fail("the module returned without exit_json or fail_json")
+
+
+@pytest.fixture
+def scripted(standin, tmp_path):
+    truth = tmp_path / "truth.jsonl"
+    server = standin(["--model", "Qwen/Qwen3-0.6B"], {**SCRIPT, "STANDIN_TRUTH_LOG": str(truth)})
+    server.truth = truth
+    return server
+
+
+def test_benchmark_counts_schema_and_simulated_label(scripted, tmp_path):
+    out = tmp_path / "result.json"
+    result = run_module({"url": scripted.url, **SMALL, "result_file": str(out), "gate": True})
+    assert not result.get("failed"), result["msg"]
+    m = result["metrics"]
+    assert m["completed"] == 12
+    assert m["failed"] == 0
+    assert m["total_output_tokens"] == 12 * 16  # usage.completion_tokens, ignore_eos
+    assert m["total_input_tokens"] == 12 * (64 + TEMPLATE_TOKENS)  # usage.prompt_tokens, as vLLM counts
+    assert m["max_concurrent_requests"] >= 4
+    assert result["simulated"] is True
+    assert result["msg"].startswith("SIMULATED")
+    assert result["dataset"]["method"] == "server"
+    assert result["dataset"]["token_mismatch"] == 0
+    assert result["dataset"]["output_tokens_counted_by"] == {"usage": 12}
+    assert result["baseline"]["values"] == {}  # not the seed's workload: no default baseline
+    assert result["passed"] is True
+    # vLLM's keys in vLLM's order, plus ours under one key
+    doc = json.loads(out.read_text())
+    fixture = json.loads((FIXTURES / "openai-chat-16x64in32out-c4.json").read_text())
+    assert [k for k in doc if k != "kimi_vllm"] == list(fixture)
+    assert doc["backend"] == "openai-chat"
+    assert doc["request_rate"] == "inf"
+    assert len(doc["latencies"]) == 12
+    assert doc["kimi_vllm"]["simulated"] is True
+    # The server saw exactly the requests: one probe of one token, then the 12 with the exact prompt length.
+    truth = [json.loads(line) for line in scripted.truth.read_text().splitlines()]
+    measured = [t for t in truth if t["completion_tokens"] == 16]
+    assert len(measured) == 12
+    assert {t["prompt_tokens"] for t in measured} == {64 + TEMPLATE_TOKENS}
+    assert len(truth) == 13
+
+
+def test_every_token_event_is_counted_once(scripted):
+    result = run_module({"url": scripted.url, **SMALL, "max_concurrency": 1, "num_prompts": 2})
+    # 16 tokens a request, one per chunk: 15 gaps each, pooled
+    dist = result["distributions"]
+    assert dist["itl_ms"]
+    assert result["metrics"]["completed"] == 2
+    truth = [json.loads(line) for line in scripted.truth.read_text().splitlines()]
+    assert all(len(t["chunk_t_rel"]) == 16 for t in truth if t["completion_tokens"] == 16)
+
+
+def test_completions_endpoint(scripted):
+    result = run_module({"url": scripted.url, **SMALL, "endpoint": "completions"})
+    assert result["metrics"]["completed"] == 12
+    assert result["metrics"]["total_output_tokens"] == 12 * 16
+    assert result["result"]["backend"] == "openai"
+
+
+def test_gate_names_each_metric_below_tolerance(scripted):
+    baseline = {"output_throughput": 1e9, "mean_ttft_ms": 0.001, "mean_itl_ms": 1e9}
+    result = run_module({"url": scripted.url, **SMALL, "baseline": baseline, "tolerance": 0.05})
+    assert result["failed"]
+    assert result["failed_metrics"] == ["output_throughput", "mean_ttft_ms"]
+    assert "output_throughput" in result["msg"] and "is below the limit" in result["msg"]
+    assert "mean_ttft_ms" in result["msg"] and "is above the limit" in result["msg"]
+    assert "mean_itl_ms" not in result["msg"].split("outside tolerance:")[1]
+    assert result["metrics"]["completed"] == 12  # the numbers come back with the failure
+    result = run_module({"url": scripted.url, **SMALL, "baseline": baseline, "gate": False})
+    assert not result.get("failed")
+    assert result["passed"] is False
+
+
+def test_failed_requests_fail_the_gate(standin):
+    server = standin(["--model", "Qwen/Qwen3-0.6B"], {**SCRIPT, "STANDIN_FAULT": "error_after:6"})
+    result = run_module({"url": server.url, **SMALL})
+    assert result["failed"]
+    m = result["metrics"]
+    assert m["failed"] > 0
+    assert m["completed"] + m["failed"] == 12
+    assert f"{m['failed']} requests failed" in result["msg"]
+    assert "HTTP 500" in result["msg"]
+
+
+def test_sweep_finds_the_highest_concurrency_under_the_slo(scripted):
+    # Limits every point meets, or none does, so that the test asserts no timing.
+    args = {"url": scripted.url, **SMALL, "sweep": [1, 2, 4], "gate": False}
+    result = run_module({**args, "slo": {"mean_ttft_ms": 1e9, "output_throughput": 0.001}})
+    assert [p["max_concurrency"] for p in result["sweep"]] == [1, 2, 4]
+    assert all(p["metrics"]["completed"] == 12 for p in result["sweep"])
+    assert all(p["slo_missed"] == [] for p in result["sweep"])
+    assert result["slo_max_concurrency"] == 4
+    assert result["metrics"] == result["sweep"][2]["metrics"]  # max_concurrency 4 is in the sweep
+    result = run_module({**args, "slo": {"mean_ttft_ms": 1e-6}})
+    assert result["slo_max_concurrency"] is None
+    assert all(p["slo_missed"] == ["mean_ttft_ms"] for p in result["sweep"])
+
+
+# ---- the report ------------------------------------------------------------------------------------------------
+
+
+def render_report(fleet: dict, out_dir: Path) -> Path:
+    """Render both templates as the playbook does (its filters, registered under their FQCNs)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False, trim_blocks=True)
+    for name, func in bench_report.FilterModule().filters().items():
+        env.filters[f"kimi.vllm.{name}"] = func
+    env.filters["dict2items"] = lambda d: [{"key": k, "value": v} for k, v in d.items()]
+    for ext in ("md", "html"):
+        (out_dir / f"report.{ext}").write_text(env.get_template(f"bench_report.{ext}.j2").render(fleet=fleet))
+    return out_dir / "report.html"
+
+
+def fleet_from(standin_results: dict) -> dict:
+    hostvars = {host: {"vllm_bench_result": res} for host, res in standin_results.items()}
+    return bench_report.bench_fleet([*hostvars, "node-down"], hostvars, generated="20261129T000000Z")
+
+
+def test_report_renders_with_plots(scripted, tmp_path):
+    a = run_module({"url": scripted.url, **SMALL, "baseline": {"output_throughput": 10.0}, "gate": False})
+    b = run_module({"url": scripted.url, **SMALL, "baseline": {"output_throughput": 1e6}, "gate": False})
+    fleet = fleet_from({"node-a": a, "node-b": b})
+    assert fleet["simulated"] is True
+    assert fleet["summary"]["passed"] == 1
+    assert fleet["summary"]["failed"] == ["node-b", "node-down"]
+    html = render_report(fleet, tmp_path).read_text()
+    assert "SIMULATED" in html
+    assert html.count("<svg") == 3
+    md = (tmp_path / "report.md").read_text()
+    assert "(SIMULATED)" in md
+    assert "| node-b | FAIL |" in md
+    assert "| node-down | NO RESULT |" in md
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium on this machine (apt-get install chromium)")
+def test_report_html_in_a_real_browser(scripted, tmp_path):
+    a = run_module({"url": scripted.url, **SMALL, "baseline": {"output_throughput": 10.0}, "gate": False})
+    b = run_module({"url": scripted.url, **SMALL, "sweep": [1, 4], "slo": {"max_concurrent_requests": 3}})
+    report = render_report(fleet_from({"node-a": a, "node-b": b}), tmp_path)
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + str(tmp_path / "prof")]
+    env = dict(os.environ, HOME=str(tmp_path))
+    dom = subprocess.run(
+        [*base, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120, env=env, check=True
+    ).stdout
+    # The browser parsed the page and its inline SVG: the plots' elements are in its DOM.
+    assert 'id="simulated"' in dom
+    assert dom.count("<svg") == 5  # throughput, TTFT, ITL, two sweep plots
+    assert dom.count('class="bar"') == 2
+    assert dom.count('class="cdf"') == 4
+    assert dom.count('class="point"') == 4  # two sweep points in each of the two sweep plots
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*base, "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20000  # a page with tables and plots, not a blank one
+    keep = os.environ.get("KIMI_VLLM_KEEP_REPORT")
+    if keep:
+        shutil.copy(shot, keep)
