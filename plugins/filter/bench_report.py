@@ -77,7 +77,7 @@ def bench_fleet(hosts, hostvars, var: str = "vllm_bench_result", generated: str 
             result = None
         nodes.append(_node(str(host), result))
     ran = [n for n in nodes if n["ok"]]
-    baseline = next((n["baseline"] for n in ran if n["baseline"].get("values")), None) or (
+    baseline = next((n["baseline"] for n in ran if n["baseline"].get("metrics")), None) or (
         ran[0]["baseline"] if ran else {}
     )
     summary = {
@@ -166,7 +166,7 @@ def _frame(width, height, title, body, label) -> str:
 def bench_svg_throughput(fleet: dict, metric: str = "output_throughput", title: str = "") -> str:
     """Bars of each node's ``metric`` with the baseline (and its tolerance limit) as lines."""
     nodes = [n for n in fleet["nodes"] if n["ok"] and isinstance(n["metrics"].get(metric), (int, float))]
-    base = (fleet.get("baseline") or {}).get("values", {}).get(metric)
+    base = (fleet.get("baseline") or {}).get("metrics", {}).get(metric)
     check = next((c for n in nodes for c in n["checks"] if c["metric"] == metric), None)
     limit = check["limit"] if check else None
     title = title or f"{metric} per node" + (" (SIMULATED)" if fleet.get("simulated") else "")

@@ -329,7 +329,7 @@ baseline:
   returned: always
   type: dict
   sample:
-    values: {output_throughput: 1157.35, mean_ttft_ms: 3312.87}
+    metrics: {output_throughput: 1157.35, mean_ttft_ms: 3312.87}
     source: the seed's published vllm bench serve result on an NVIDIA HGX B200
 baseline_ratio:
   description: Measured / baseline for each baseline metric (V(null) when not measured).
@@ -404,6 +404,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kimi.vllm.plugins.module_utils import _bench
 from ansible_collections.kimi.vllm.plugins.module_utils._openai import AsyncClient, ClientError
 from ansible_collections.kimi.vllm.plugins.module_utils._process import run_with_timeout
+
+# Tokens asked of the test request before the load.
+PROBE_TOKENS = 8
 
 
 class BenchError(Exception):
@@ -490,7 +493,9 @@ class Bench:
         try:
             resp = await client.request("GET", "/v1/models", timeout=min(p["timeout"], 30))
         except ClientError as exc:
-            raise BenchError(f"{exc}. Is the server up at {client.base_url}? No load was sent.") from None
+            raise BenchError(
+                f"{str(exc).rstrip('.')}. Is the server up at {client.base_url}? No load was sent."
+            ) from None
         if resp.status in (401, 403):
             raise BenchError(
                 f"GET {resp.url}: HTTP {resp.status}: the server wants an API key (api_key). No load sent."
@@ -547,14 +552,19 @@ class Bench:
         return tok
 
     async def check_endpoint(self, client) -> None:
-        """One request of one token: the endpoint, the model name and the key work before the load starts."""
+        """One short request: the endpoint, the model name and the key work before the load starts.
+
+        Eight tokens, not one: a reasoning parser swallows an always-thinking model's opening ``<think>``, which would
+        leave a one-token answer without a single token event.
+        """
         p = self.p
-        body = _bench.request_body(p["endpoint"], self.server["model"], "Hello", 1, False)
+        path = _bench.PATHS[p["endpoint"]]
+        body = _bench.request_body(p["endpoint"], self.server["model"], "Hello", PROBE_TOKENS, True)
         rec = _bench.RequestRecord()
-        await _bench.measure_request(client, _bench.PATHS[p["endpoint"]], body, rec, p["endpoint"] == "chat", 120)
+        await _bench.measure_request(client, path, body, rec, p["endpoint"] == "chat", min(p["timeout"], 120))
         if not rec.success:
             raise BenchError(
-                f"a one-token test request to {_bench.PATHS[p['endpoint']]} failed: {rec.error}. No load sent."
+                f"a {PROBE_TOKENS}-token test request to {path} failed: {rec.error.rstrip('.')}. No load sent."
             )
 
     # -- native ----------------------------------------------------------------------------------------------
@@ -744,7 +754,7 @@ class Bench:
         out = {
             "changed": False,
             "metrics": {},
-            "baseline": {"values": base, "source": source},
+            "baseline": {"metrics": base, "source": source},
             "baseline_ratio": {},
             "checks": [],
             "failed_metrics": [],
@@ -799,7 +809,7 @@ class Bench:
         chosen = points.get(p["max_concurrency"]) or points[concurrencies[-1]]
         if chosen[0] != p["max_concurrency"] and not p["baseline"]:
             base, source = {}, f"none: the sweep has no point at max_concurrency {p['max_concurrency']}"
-            out["baseline"] = {"values": base, "source": source}
+            out["baseline"] = {"metrics": base, "source": source}
         conc, doc, point, counted, dists, errors = chosen
         comparison = _bench.compare_baseline(point, base, p["tolerance"], p["tolerances"])
         out.update(
@@ -812,7 +822,7 @@ class Bench:
         )
         out["dataset"] = dict(self.dataset, output_tokens_counted_by=counted)
         if doc.get("kimi_vllm") is not None:
-            doc["kimi_vllm"]["baseline"] = {"values": base, "source": source, "ratios": comparison["ratios"]}
+            doc["kimi_vllm"]["baseline"] = {"metrics": base, "source": source, "ratios": comparison["ratios"]}
             doc["kimi_vllm"]["passed"] = not comparison["failed"] and not point.get("failed")
         if p["result_file"]:
             self.write(documents)

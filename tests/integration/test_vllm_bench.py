@@ -81,7 +81,7 @@ def test_benchmark_counts_schema_and_simulated_label(scripted, tmp_path):
     assert result["dataset"]["method"] == "server"
     assert result["dataset"]["token_mismatch"] == 0
     assert result["dataset"]["output_tokens_counted_by"] == {"usage": 12}
-    assert result["baseline"]["values"] == {}  # not the seed's workload: no default baseline
+    assert result["baseline"]["metrics"] == {}  # not the seed's workload: no default baseline
     assert result["passed"] is True
     # vLLM's keys in vLLM's order, plus ours under one key
     doc = json.loads(out.read_text())
