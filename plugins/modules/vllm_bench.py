@@ -47,7 +47,8 @@ options:
     default: http://127.0.0.1:8000
   api_key:
     description:
-      - The key the server was started with (C(--api-key)), sent as C(Authorization: Bearer). Never returned.
+      - >-
+        The key the server was started with (C(--api-key)), sent as C(Authorization: Bearer). Never returned.
     type: str
   model:
     description:
@@ -352,7 +353,7 @@ passed:
   returned: always
   type: bool
 simulated:
-  description: V(true) when the server is the collection's stand-in (a test double): its numbers are simulated.
+  description: V(true) when the server is the collection's stand-in (a test double), whose numbers are simulated.
   returned: always
   type: bool
 server:
