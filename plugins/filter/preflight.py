@@ -403,28 +403,38 @@ def _check_nvidia_runtime(obs, cfg):
     )
 
 
-def _check_disk_model_cache(obs, cfg):
-    cache = obs.get("model_cache") or {}
-    path = cache.get("path") or cfg["preflight_model_cache_path"]
-    mount = mount_for(path, obs.get("mounts"))
-    size = int(cfg["preflight_model_size_gb"]) * GB
-    present = int(cache.get("present_bytes") or 0)
-    need = max(size - present, 0) + int(cfg["preflight_model_cache_margin_gb"]) * GB
-    margin_gb = int(cfg["preflight_model_cache_margin_gb"])
-    expected = f">= {_gb(need)} free (weights {_gb(size)}, {_gb(present)} already there, margin {margin_gb} GB)"
+def _free_space_row(check, path, mounts, need, expected, holds, fix):
+    """A disk row: the mount holding ``path`` must have ``need`` bytes free."""
+    mount = mount_for(path, mounts)
     if mount is None or mount.get("size_available") is None:
-        return _row("disk_model_cache", "fail", f"no mount found for {path}", expected, "Check the path exists")
+        return _row(check, "fail", f"no mount found for {path}", expected, f"Check that {path} is on a mounted disk")
     free = int(mount["size_available"])
     ok = free >= need
     return _row(
-        "disk_model_cache",
+        check,
         "pass" if ok else "fail",
-        "{} free on {} (holds {})".format(_gb(free), mount["mount"], path),
+        f"{_gb(free)} free on {mount['mount']} ({holds})",
         expected,
-        ""
-        if ok
-        else "Free {} on {}, or put the model cache on a larger volume (e.g. the node's NVMe array) and set "
-        "vllm_server_model_cache / preflight_model_cache_path to it".format(_gb(need - free), mount["mount"]),
+        "" if ok else fix.format(short=_gb(need - free), mount=mount["mount"]),
+    )
+
+
+def _check_disk_model_cache(obs, cfg):
+    cache = obs.get("model_cache") or {}
+    path = cache.get("path") or cfg["preflight_model_cache_path"]
+    size = int(cfg["preflight_model_size_gb"]) * GB
+    present = int(cache.get("present_bytes") or 0)
+    margin_gb = int(cfg["preflight_model_cache_margin_gb"])
+    need = max(size - present, 0) + margin_gb * GB
+    return _free_space_row(
+        "disk_model_cache",
+        path,
+        obs.get("mounts"),
+        need,
+        f">= {_gb(need)} free (weights {_gb(size)}, {_gb(present)} already there, margin {margin_gb} GB)",
+        f"holds {path}",
+        "Free {short} on {mount}, or put the model cache on a larger volume (e.g. the node's NVMe array) and set "
+        "vllm_server_model_cache / preflight_model_cache_path to it",
     )
 
 
@@ -433,25 +443,17 @@ def _check_disk_docker_root(obs, cfg):
     if not docker.get("ok"):
         return _row("disk_docker_root", "skip", "docker is not answering", "room for the vLLM image")
     root = docker.get("root_dir") or "/var/lib/docker"
-    mount = mount_for(root, obs.get("mounts"))
-    margin = int(cfg["preflight_docker_root_margin_gb"]) * GB
-    need = margin + (0 if obs.get("image_present") else int(cfg["preflight_image_size_gb"]) * GB)
-    expected = ">= {} free (image {})".format(
-        _gb(need),
-        "already pulled" if obs.get("image_present") else f"{int(cfg['preflight_image_size_gb'])} GB",
-    )
-    if mount is None or mount.get("size_available") is None:
-        return _row("disk_docker_root", "fail", f"no mount found for {root}", expected, "Check docker's data root")
-    free = int(mount["size_available"])
-    ok = free >= need
-    return _row(
+    pulled = bool(obs.get("image_present"))
+    image_gb = int(cfg["preflight_image_size_gb"])
+    need = int(cfg["preflight_docker_root_margin_gb"]) * GB + (0 if pulled else image_gb * GB)
+    return _free_space_row(
         "disk_docker_root",
-        "pass" if ok else "fail",
-        "{} free on {} (docker data root {})".format(_gb(free), mount["mount"], root),
-        expected,
-        ""
-        if ok
-        else "Free space in docker's data root (sudo docker system prune) or move it to a larger volume "
+        root,
+        obs.get("mounts"),
+        need,
+        f">= {_gb(need)} free (image {'already pulled' if pulled else f'{image_gb} GB'})",
+        f"docker data root {root}",
+        "Free {short} in docker's data root (sudo docker system prune) or move it to a larger volume "
         '("data-root" in /etc/docker/daemon.json)',
     )
 
