@@ -39,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "standin" / "vllm_standin.py"
+PACER = REPO / "benchmarks" / "pacer.py"
 NATIVE = REPO / "benchmarks" / "native_client.py"
 TICKS = os.sysconf("SC_CLK_TCK")
 START_MARK = "Starting main benchmark run"
@@ -63,13 +64,18 @@ class Server:
     """The stand-in, scripted, pinned to one core, logging the truth."""
 
     def __init__(self, cpu: str, env: dict, log_dir: Path) -> None:
-        """Start it and wait until it answers."""
+        """Start it and wait until it answers. ``env`` holds PACER_* for benchmarks/pacer.py, else STANDIN_*."""
         self.port = free_port()
         self.truth = log_dir / f"truth-{self.port}.jsonl"
         self.truth.write_text("")
         full_env = dict(os.environ, STANDIN_LOAD_SECONDS="0", STANDIN_TRUTH_LOG=str(self.truth), **env)
-        argv = ["taskset", "-c", cpu, sys.executable, str(STANDIN), "serve", "--port", str(self.port)]
-        argv += ["--disable-uvicorn-access-log", "--disable-log-stats"]
+        if "PACER_GAP_MS" in env:
+            argv = ["taskset", "-c", cpu, sys.executable, str(PACER), "--port", str(self.port)]
+            argv += ["--truth-log", str(self.truth), "--gap-ms", env["PACER_GAP_MS"]]
+            argv += ["--ttft-ms", env["PACER_TTFT_MS"], "--tokens-per-chunk", env["PACER_TOKENS_PER_CHUNK"]]
+        else:
+            argv = ["taskset", "-c", cpu, sys.executable, str(STANDIN), "serve", "--port", str(self.port)]
+            argv += ["--disable-uvicorn-access-log", "--disable-log-stats"]
         self.log = open(log_dir / f"server-{self.port}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -207,7 +213,7 @@ def pair(args, env: dict, conc: int, prompts: int, in_len: int, out_len: int, tm
     server = Server(args.server_cpu, env, tmp)
     try:
         out = {"concurrency": conc, "prompts": prompts, "input_len": in_len, "output_len": out_len, "env": env}
-        for kind in ("vllm", "native"):
+        for kind in args.clients:
             mark = server.lines()
             doc, cpu = run_client(kind, args, server, conc, prompts, in_len, out_len, tmp)
             truth = truth_metrics(server.records_since(mark, out_len))
@@ -229,8 +235,11 @@ def main() -> None:
     ap.add_argument("--part", action="append", choices=["accuracy", "offered", "ceiling"])
     ap.add_argument("--out", default=str(REPO / ".build" / "bench-instrument.json"))
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run; not for the docs)")
+    ap.add_argument("--concurrency", type=int, action="append", help="accuracy: only these concurrencies")
+    ap.add_argument("--clients", default="vllm,native", help="which clients, comma-separated (vllm,native)")
     args = ap.parse_args()
     parts = args.part or ["accuracy", "offered", "ceiling"]
+    args.clients = args.clients.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="kimi-bench-"))
     report = {
         "simulated": True,
@@ -244,20 +253,22 @@ def main() -> None:
         env = {"STANDIN_SCRIPT_TTFT_MS": "100", "STANDIN_SCRIPT_ITL_MS": "20"}
         report["accuracy"] = []
         for conc, prompts in ((1, 12), (32, 128), (256, 512)):
+            if args.concurrency and conc not in args.concurrency:
+                continue
             print(f"accuracy: concurrency {conc}", flush=True)
             report["accuracy"].append(pair(args, env, conc, max(prompts // scale, conc), 128, 128, tmp))
     if "offered" in parts:
         report["offered"] = []
         for rate in (25000, 50000, 100000):
             itl_ms = 256 * 1000 / rate
-            env = {"STANDIN_SCRIPT_TTFT_MS": "100", "STANDIN_SCRIPT_ITL_MS": f"{itl_ms:.3f}"}
+            env = {"PACER_TTFT_MS": "100", "PACER_GAP_MS": f"{itl_ms:.3f}", "PACER_TOKENS_PER_CHUNK": "1"}
             print(f"offered: {rate} tokens/s (256 streams, {itl_ms:.2f} ms gap)", flush=True)
-            row = pair(args, env, 256, 512 // scale, 128, 256, tmp)
+            row = pair(args, env, 256, 512 // scale, 128, 1024 // scale, tmp)
             row["offered_tokens_per_s"] = rate
             report["offered"].append(row)
     if "ceiling" in parts:
-        env = {"STANDIN_SCRIPT_TTFT_MS": "20", "STANDIN_SCRIPT_ITL_MS": "2", "STANDIN_TOKENS_PER_CHUNK": "16"}
-        print("ceiling: 16 tokens per chunk, 2 ms gap, 256 streams", flush=True)
+        env = {"PACER_TTFT_MS": "20", "PACER_GAP_MS": "1", "PACER_TOKENS_PER_CHUNK": "16"}
+        print("ceiling: 16 tokens per chunk, 1 ms gap, 256 streams (4M tokens/s offered)", flush=True)
         report["ceiling"] = pair(args, env, 256, 512 // scale, 128, 2048 // scale, tmp)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +331,8 @@ def tables(report: dict) -> str:
     if "offered" in report:
         lines += [
             "",
-            "TPOT under load (SIMULATED; 256 streams, one token per chunk): error of mean TPOT against the truth:",
+            "TPOT under load (SIMULATED, benchmarks/pacer.py; 256 streams, one token per chunk): error of mean TPOT",
+            "against the truth (the server's write times):",
             "",
             "| offered tok/s | delivered tok/s (truth) | vllm bench serve | kimi.vllm native |",
             "|---|---|---|---|",
@@ -335,7 +347,8 @@ def tables(report: dict) -> str:
         v, n = c["vllm"]["tokens_per_s"], c["native"]["tokens_per_s"]
         lines += [
             "",
-            "Ceiling (SIMULATED; 16 tokens per chunk, 2 ms gap, 256 streams): tokens/s each client took in, one core:",
+            "Ceiling (SIMULATED, benchmarks/pacer.py; 16 tokens per chunk, 4M tokens/s offered, 256 streams): tokens/s",
+            "each client took in on one core:",
             "",
             "| vllm bench serve | kimi.vllm native | native / vllm | server delivered (truth, native run) |",
             "|---|---|---|---|",

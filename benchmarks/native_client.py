@@ -47,6 +47,10 @@ async def main_async(args) -> dict:
             args.num_prompts, args.random_input_len, args.random_output_len, 0.0, rng
         )
         tok = _bench.ServerTokenizer(client, model)
+        try:
+            await tok.encode("hello")
+        except _openai.ClientError:
+            tok = None  # no /tokenize (benchmarks/pacer.py): approximate prompts, as the module does
         prompts, counts, _ = await _bench.build_prompts(tok, inputs, offsets, rng)
         bodies = [_bench.request_body("chat", model, p, n, True) for p, n in zip(prompts, outputs)]
         arrivals = [0.0] * args.num_prompts
