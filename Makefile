@@ -54,6 +54,10 @@ sanity: venv ## ansible-test sanity, in its own venvs (no test containers can be
 	rm -rf .build/sanity && mkdir -p $(SANITY_TREE)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
 	  | tar --null -T - -cf - | tar -xf - -C $(SANITY_TREE)
+	# Collections we depend on sit beside ours, where ansible-test's venvs look for them.
+	mkdir -p .build/sanity/ansible_collections/community
+	cp -r "$$($(BIN)/python -c 'import ansible_collections.community.docker as m; print(list(m.__path__)[0])')" \
+	  .build/sanity/ansible_collections/community/docker
 	# ansible-test picks its targets from git: an index in the copy is enough.
 	cd $(SANITY_TREE) && git init -q && git add -A && ansible-test sanity --venv --python 3.11 --color no
 
