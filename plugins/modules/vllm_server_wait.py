@@ -17,16 +17,19 @@ description:
     O(poll_interval) seconds, with the last O(log_lines) lines of the container's log.
   - Reads only; it never changes the container.
 author:
-  - kimi.vllm developers
+  - kimi.vllm developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - community.docker.docker.api_documentation
 attributes:
   check_mode:
     support: full
+    details:
+      - The module only reads, so it watches the same way in check mode.
   diff_mode:
     support: none
-  idempotent:
-    support: full
+  platform:
+    platforms: posix
 options:
   container:
     description: Name or ID of the vLLM container.
