@@ -228,3 +228,69 @@ def test_report_html_in_a_real_browser(scripted, tmp_path):
     keep = os.environ.get("KIMI_VLLM_KEEP_REPORT")
     if keep:
         shutil.copy(shot, keep)
+
+
+# ---- the playbook on the simulated fleet -----------------------------------------------------------------------
+
+DEMO_INVENTORY = REPO / "inventories" / "demo" / "hosts.yml"
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("KIMI_VLLM_SIM_FLEET") and DEMO_INVENTORY.exists()),
+    reason="needs the simulated fleet (make sim-up NODES=2 && make demo) and KIMI_VLLM_SIM_FLEET=1",
+)
+def test_benchmark_playbook_on_the_simulated_fleet(tmp_path):
+    """playbooks/benchmark.yml on every simulated node writes the report; the HTML renders in a browser."""
+    extra = {
+        "vllm_bench_input_len": 256,
+        "vllm_bench_output_len": 32,
+        "vllm_bench_num_prompts": 16,
+        "vllm_bench_max_concurrency": 4,
+        "vllm_bench_report_dir": str(tmp_path),
+    }
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    run = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(DEMO_INVENTORY),
+            str(REPO / "playbooks" / "benchmark.yml"),
+            "-e",
+            json.dumps(extra),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    (report_dir,) = list(tmp_path.iterdir())
+    fleet = json.loads((report_dir / "fleet.json").read_text())
+    hosts = [n["host"] for n in fleet["nodes"]]
+    assert fleet["summary"]["passed"] == len(hosts) >= 1
+    assert fleet["simulated"] is True
+    for host in hosts:
+        doc = json.loads((report_dir / f"{host}.json").read_text())
+        assert doc["completed"] == 16
+        assert doc["kimi_vllm"]["simulated"] is True
+    assert "SIMULATED" in (report_dir / "report.md").read_text()
+    if chromium():
+        dom = subprocess.run(
+            [
+                chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'p'}",
+                "--dump-dom",
+                (report_dir / "report.html").as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, HOME=str(tmp_path)),
+            check=True,
+        ).stdout
+        assert dom.count('class="bar"') == len(hosts)
