@@ -355,7 +355,7 @@ def compute_metrics(records, duration: float, percentiles=(99,), count_tokens=No
 
 def scalar_metrics(result: dict) -> dict:
     """The numbers of a result (vLLM keys), without the per-request lists and the setup."""
-    skip = {"latencies", "queue_times", "date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id"}
+    skip = {"latencies", "queue_times", *RESULT_HEAD_KEYS[:10]}
     return {
         k: v
         for k, v in result.items()

@@ -583,28 +583,23 @@ class Bench:
                 self.dataset = {"method": tok.method if tok else "approximate"}
                 return []
             await self.check_endpoint(client)
-            rng = random.Random(p["seed"])
-            inputs, outputs, offsets = _bench.sample_lengths(
-                p["num_prompts"], p["input_len"], p["output_len"], p["range_ratio"], rng
-            )
-            try:
-                prompts, counts, mismatch = await _bench.build_prompts(tok, inputs, offsets, rng)
-            except (ClientError, KeyError, ValueError, TypeError) as exc:
-                raise BenchError(f"building the prompts with the {tok.method} tokenizer failed: {exc}") from None
-            self.dataset = {
-                "name": "random",
-                "method": tok.method if tok else "approximate",
-                "input_len_target": p["input_len"],
-                "mean_prompt_tokens": sum(counts) / len(counts),
-                "token_mismatch": mismatch,
-            }
-            model = self.server["model"]
-            bodies = [
-                _bench.request_body(p["endpoint"], model, pr, n, p["ignore_eos"]) for pr, n in zip(prompts, outputs)
-            ]
-            arrivals = _bench.arrival_offsets(p["num_prompts"], p["request_rate"], p["burstiness"], rng)
+            method = tok.method if tok else "approximate"
             results = []
-            for conc in concurrencies:
+            for index, conc in enumerate(concurrencies):
+                # Each sweep point gets prompts of its own (seed + index), so that a server's prefix cache cannot
+                # serve one point's prompts to the next. The first point is the seed's workload.
+                try:
+                    bodies, counts, arrivals, mismatch = await self.workload(tok, p["seed"] + index)
+                except (ClientError, KeyError, ValueError, TypeError) as exc:
+                    raise BenchError(f"building the prompts with the {method} tokenizer failed: {exc}") from None
+                if index == 0:
+                    self.dataset = {
+                        "name": "random",
+                        "method": method,
+                        "input_len_target": p["input_len"],
+                        "mean_prompt_tokens": sum(counts) / len(counts),
+                        "token_mismatch": mismatch,
+                    }
                 await _bench.open_connections(client, min(conc, p["num_prompts"]), timeout=30)
                 if p["warmup"]:
                     await _bench.run_load(
@@ -633,6 +628,19 @@ class Bench:
         finally:
             await client.aclose()
 
+    async def workload(self, tok, seed: int):
+        """Request bodies, prompt token counts, arrival offsets and the tokens off target, from ``seed``."""
+        p = self.p
+        rng = random.Random(seed)
+        inputs, outputs, offsets = _bench.sample_lengths(
+            p["num_prompts"], p["input_len"], p["output_len"], p["range_ratio"], rng
+        )
+        prompts, counts, mismatch = await _bench.build_prompts(tok, inputs, offsets, rng)
+        model = self.server["model"]
+        bodies = [_bench.request_body(p["endpoint"], model, pr, n, p["ignore_eos"]) for pr, n in zip(prompts, outputs)]
+        arrivals = _bench.arrival_offsets(p["num_prompts"], p["request_rate"], p["burstiness"], rng)
+        return bodies, counts, arrivals, mismatch
+
     async def output_counter(self, records, tok):
         """For requests without usage: a function counting the tokens of their text with the prompts' tokenizer."""
         texts = {r.text for r in records if r.success and not r.output_tokens and r.text is not None}
@@ -652,8 +660,9 @@ class Bench:
         """Run ``vllm bench serve`` once per concurrency in the server's image; parse its result files."""
         p = self.p
         results = []
-        for conc in concurrencies:
-            params = dict(p, max_concurrency=conc, model=self.server["model"])
+        for index, conc in enumerate(concurrencies):
+            # As for the native engine: each sweep point's prompts from a seed of its own.
+            params = dict(p, max_concurrency=conc, model=self.server["model"], seed=p["seed"] + index)
             name = f"kimi-vllm-bench-{uuid.uuid4().hex[:12]}.json"
             tokenizer_model = p["vllm_model"] or self.server.get("root") or self.server["model"]
             if p["vllm_image"]:
