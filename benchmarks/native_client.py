@@ -51,7 +51,7 @@ async def main_async(args) -> dict:
             await tok.encode("hello")
         except _openai.ClientError:
             tok = None  # no /tokenize (benchmarks/pacer.py): approximate prompts, as the module does
-        prompts, counts, _ = await _bench.build_prompts(tok, inputs, offsets, rng)
+        prompts, counts, _mismatch = await _bench.build_prompts(tok, inputs, offsets, rng)
         bodies = [_bench.request_body("chat", model, p, n, True) for p, n in zip(prompts, outputs)]
         arrivals = [0.0] * args.num_prompts
         wall = time.time() - time.perf_counter()  # to line the client's times up with the server's log

@@ -386,7 +386,7 @@ def compare_baseline(metrics: dict, baseline: dict, tolerance: float, tolerances
         value = metrics.get(metric)
         higher = higher_is_better(metric)
         limit = base * (1 - tol) if higher else base * (1 + tol)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
             ok = False
             ratio = None
         else:
@@ -440,7 +440,7 @@ def meets_slo(metrics: dict, slo: dict) -> list:
     missed = []
     for metric, limit in slo.items():
         value = metrics.get(metric)
-        if not isinstance(value, (int, float)) or value != value:
+        if not isinstance(value, (int, float)) or math.isnan(value):
             missed.append(metric)
         elif higher_is_better(metric):
             if value < limit:
@@ -477,9 +477,9 @@ def sample_lengths(num_prompts: int, input_len: int, output_len: int, range_rati
     lengths are identical anyway).
     """
     (in_low, in_high), (out_low, out_high) = length_ranges(input_len, output_len, range_ratio)
-    inputs = [rng.randint(in_low, in_high) for _ in range(num_prompts)]
-    outputs = [rng.randint(out_low, out_high) for _ in range(num_prompts)]
-    offsets = [rng.randrange(1 << 30) for _ in range(num_prompts)]
+    inputs = [rng.randint(in_low, in_high) for _i in range(num_prompts)]
+    outputs = [rng.randint(out_low, out_high) for _i in range(num_prompts)]
+    offsets = [rng.randrange(1 << 30) for _i in range(num_prompts)]
     return inputs, outputs, offsets
 
 
@@ -496,7 +496,7 @@ def arrival_offsets(num_prompts: int, request_rate: float, burstiness: float, rn
         gaps = [1.0 / request_rate] * num_prompts
     else:
         theta = 1.0 / (request_rate * burstiness)
-        gaps = [rng.gammavariate(burstiness, theta) for _ in range(num_prompts)]
+        gaps = [rng.gammavariate(burstiness, theta) for _i in range(num_prompts)]
     offsets = []
     total = 0.0
     for gap in gaps:
@@ -558,7 +558,7 @@ async def fit_prompt(ids, target: int, encode, decode, rng: random.Random, pool,
         if len(seq) == target:
             break
         if len(seq) < target:
-            seq.extend(pool[rng.randrange(len(pool))] for _ in range(target - len(seq)))
+            seq.extend(pool[rng.randrange(len(pool))] for _i in range(target - len(seq)))
         else:
             seq = seq[:target]
         retries -= 1
@@ -723,7 +723,7 @@ async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrenc
                 for i in order:
                     await measure_request(client, path, bodies[i], records[i], chat, timeout)
 
-            await asyncio.gather(*(worker() for _ in range(slots)))
+            await asyncio.gather(*(worker() for _i in range(slots)))
         else:
             queue = asyncio.Queue()
 
@@ -734,7 +734,7 @@ async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrenc
                         await asyncio.sleep(delay)
                     records[i].arrival = time.perf_counter()
                     queue.put_nowait(i)
-                for _ in range(slots):
+                for _i in range(slots):
                     queue.put_nowait(None)
 
             async def worker():
@@ -744,7 +744,7 @@ async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrenc
                         return
                     await measure_request(client, path, bodies[i], records[i], chat, timeout)
 
-            await asyncio.gather(feeder(), *(worker() for _ in range(slots)))
+            await asyncio.gather(feeder(), *(worker() for _i in range(slots)))
         duration = time.perf_counter() - t0
     finally:
         gc.enable()
@@ -762,7 +762,7 @@ async def open_connections(client, count: int, timeout=None) -> None:
         with contextlib.suppress(ClientError):
             await client.request("GET", "/health", auth=False, timeout=timeout)
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one() for _i in range(count)))
 
 
 # ---- the result file -------------------------------------------------------------------------------------------
@@ -994,7 +994,7 @@ async def build_prompts(tokenizer, input_lens, offsets, rng: random.Random, conc
         raise ValueError("the tokenizer returned no token ids for ordinary text")
     sem = asyncio.Semaphore(concurrency)
     # One generator per request, seeded from the run's: the prompts do not depend on the order replies come in.
-    seeds = [rng.randrange(1 << 30) for _ in input_lens]
+    seeds = [rng.randrange(1 << 30) for _i in input_lens]
 
     async def one(i):
         async with sem:

@@ -117,7 +117,7 @@ options:
       - A local tokenizer (a C(tokenizer.json), or a directory holding one) used to build prompts of exact length.
         Needs the Python library C(tokenizers) on the target.
       - Without it, the server's C(/tokenize) and C(/detokenize) build them when the server has them; otherwise the
-        prompts are made of common words, about one token each, and RV(dataset.method) says V(approximate).
+        prompts are made of common words, about one token each, and RV(dataset) says C(method=approximate).
       - With O(engine=vllm), passed as C(--tokenizer).
     type: str
   label:
@@ -395,6 +395,7 @@ command:
 import asyncio
 import datetime
 import json
+import math
 import os
 import random
 import shlex
@@ -465,7 +466,7 @@ def workload_of(p: dict) -> dict:
 
 def json_safe(value):
     """``inf`` and ``nan`` as strings, so the result is strict JSON (as vLLM writes ``request_rate: "inf"``)."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return str(value)
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
@@ -900,7 +901,7 @@ def main() -> None:
             "ignore_eos": {"type": "bool", "default": True},
             "warmup": {"type": "int", "default": 0},
             "percentiles": {"type": "list", "elements": "float", "default": [99]},
-            "tokenizer": {"type": "str"},
+            "tokenizer": {"type": "str", "no_log": False},
             "label": {"type": "str"},
             "result_file": {"type": "path"},
             "baseline": {"type": "dict"},
