@@ -764,6 +764,66 @@ class AsyncClient:
             for _name, data in events:
                 yield t, data
 
+    # -- low-overhead streaming (added for vllm_bench) -----------------------------------------------------------
+    # Why (docs/benchmarks.md, "Cost"): stream_reads costs a future, a task step and an async-generator hop per
+    # socket read, and its timestamps are only right if the process wakes up for every read. With hundreds of
+    # streams of one token per chunk that per-read path is the whole cost of a benchmark client. stream_callback
+    # hands each read straight from the event loop's reader callback to ``on_read``, and on plain TCP (Linux) stamps
+    # it with the kernel's receive time (SO_TIMESTAMPNS), so that a loop which wakes up less often (several reads per
+    # wake-up) moves no timestamp. Nothing else in the client changes; vllm_verify does not use it.
+
+    async def stream_callback(
+        self,
+        path: str,
+        on_read,
+        *,
+        content: bytes,
+        method: str = "POST",
+        headers: dict | None = None,
+        auth: bool = True,
+        timeout: float | None = None,
+        kernel_timestamps: bool = True,
+    ) -> bool:
+        """Send a request whose answer is an SSE stream; call ``on_read(t, events)`` once per socket read.
+
+        ``t`` and ``events`` are as in :meth:`stream_reads`, except that ``t`` is the kernel's receive time of the
+        read's last packet, on the ``time.perf_counter()`` scale, when ``kernel_timestamps`` and the connection allow
+        it (plain http on Linux). The whole answer, head included, is read this way, so a first event that comes with
+        the head is stamped alike. The request is written before the first suspension: take the start timestamp just
+        before awaiting this. Errors as :meth:`stream_reads`; an exception raised by ``on_read`` ends the stream and
+        is raised here. Returns whether kernel timestamps were used.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        url = self.url(path)
+        head_bytes = self._head_bytes(method, path, content, headers, auth, "text/event-stream")
+        for attempt in range(2):
+            conn = await self._connect(method, url, timeout, fresh=attempt > 0)
+            pump = _Pump(conn, on_read, method, url, timeout, self.redact)
+            try:
+                conn.arm(timeout)
+                try:
+                    conn.writer.write(head_bytes + content)
+                except (OSError, RuntimeError) as exc:
+                    if conn.reused:
+                        raise _Stale() from None
+                    raise ProtocolError(f"{method} {url}: cannot send the request: {exc}", url) from None
+                used_kernel = await pump.run(kernel_timestamps and self._ssl is None)
+            except _Stale:
+                conn.close()
+                continue  # the server had closed the idle connection: once more on a fresh one
+            except BaseException:
+                self._release(conn, False)
+                raise
+            if pump.status != 200:
+                error = status_error(
+                    method, url, pump.status, pump.reason, pump.error_body(), pump.headers, self.redact
+                )
+                self._release(conn, False)
+                raise error
+            self._release(conn, pump.reusable)
+            return used_kernel
+        raise ProtocolError(f"{method} {url}: the server closed two connections without answering", url)
+
     async def aclose(self) -> None:
         """Close the idle connections."""
         while self._idle:
@@ -776,6 +836,178 @@ class _Stale(Exception):  # noqa: N818 - a signal between two methods, never rai
 
 class _Cut(Exception):  # noqa: N818 - carries the OS error text to the caller that names the URL
     """The connection failed while reading."""
+
+
+# SO_TIMESTAMPNS and its control message (Linux; the socket module has no name for them).
+_SO_TIMESTAMPNS = 35
+_ANC_SIZE = 64
+
+
+class _Pump:
+    """Reads one answer (head and body) from the event loop's reader callback (see AsyncClient.stream_callback)."""
+
+    def __init__(self, conn, on_read, method, url, timeout, redact) -> None:
+        self.conn = conn
+        self.on_read = on_read
+        self.method = method
+        self.url = url
+        self.timeout = timeout
+        self.redact = redact
+        self.received = 0
+        self.head_buf = b""
+        self.status = None
+        self.reason = ""
+        self.headers = {}
+        self.decoder = None
+        self.parser = SSEParser()
+        self.body_parts = []
+        self.reusable = False
+
+    def error_body(self) -> bytes:
+        """The body of a non-200 answer (as much as was read)."""
+        return b"".join(self.body_parts)
+
+    def feed(self, t: float, data: bytes) -> bool:
+        """Take ``data``; True when the answer is complete. Raises ClientError subclasses on bad answers."""
+        self.received += len(data)
+        if self.decoder is None:
+            self.head_buf += data
+            end = self.head_buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.head_buf) > MAX_HEAD_BYTES:
+                    msg = f"{self.method} {self.url}: response head longer than {MAX_HEAD_BYTES} bytes"
+                    raise ProtocolError(msg, self.url)
+                return False
+            try:
+                self.status, self.reason, self.headers = parse_head(self.head_buf[:end])
+                data = self.head_buf[end + 4 :]
+                if 100 <= self.status < 200 and self.status != 101:  # 100 Continue: the real head follows
+                    self.head_buf, self.status = b"", None
+                    return self.feed(t, data) if data else False
+                self.decoder = _decoder_for(self.method, self.status, self.headers)
+            except ValueError as exc:
+                raise ProtocolError(
+                    self.redact(f"{self.method} {self.url}: bad response head: {exc}"), self.url
+                ) from None
+            ctype = self.headers.get("content-type", "")
+            if self.status == 200 and not ctype.startswith("text/event-stream"):
+                msg = f"{self.method} {self.url}: expected an event stream (text/event-stream), got {ctype or 'none'}"
+                raise ProtocolError(self.redact(msg), self.url)
+            if not data:
+                return self.decoder.done
+        try:
+            payload = self.decoder.feed(data)
+            if self.status != 200:
+                self.body_parts.append(payload)
+                return self.decoder.done
+            events = self.parser.feed(payload)
+        except ValueError as exc:
+            msg = f"{self.method} {self.url}: bad chunked body after {self.received} bytes: {exc}"
+            raise ProtocolError(self.redact(msg), self.url) from None
+        if events:
+            self.on_read(t, events)
+        if self.decoder.done:
+            try:
+                self.parser.close()
+            except ValueError as exc:
+                raise ProtocolError(self.redact(f"{self.method} {self.url}: {exc}"), self.url) from None
+            self.reusable = _keeps_alive(self.headers, self.decoder) and not self.decoder.extra
+            return True
+        return False
+
+    async def run(self, kernel_timestamps: bool) -> bool:
+        """Read until the answer ends; True when the reads carried kernel timestamps. _Stale on a dead reused one."""
+        import os
+        import socket
+        import struct
+
+        loop = asyncio.get_running_loop()
+        conn = self.conn
+        transport = conn.writer.transport
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            raise ProtocolError(f"{self.method} {self.url}: the connection has no socket", self.url)
+        # A second descriptor of the same socket, read directly while the transport's own reading is paused. The
+        # transport is paused before the loop can read any of the answer, so its stream reader holds none of it.
+        transport.pause_reading()
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+        raw.setblocking(False)
+        stamped = False
+        if kernel_timestamps:
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                stamped = True
+            except OSError:
+                stamped = False
+        done = loop.create_future()
+        unpack = struct.Struct("qq").unpack_from
+        perf = time.perf_counter
+        wall = time.time
+
+        def finish(error=None):
+            if not done.done():
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+        def readable():
+            try:
+                data, anc, _flags, _addr = raw.recvmsg(READ_SIZE, _ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if conn.reused and not self.received:
+                    finish(_Stale())
+                else:
+                    cut = f"{self.method} {self.url}: connection failed after {self.received} bytes: {exc}"
+                    finish(ProtocolError(cut, self.url))
+                return
+            now = perf()
+            conn.last_activity = now
+            if not data:
+                if conn.reused and not self.received:
+                    finish(_Stale())
+                elif self.decoder is not None and isinstance(self.decoder, CloseDecoder):
+                    finish()
+                else:
+                    where = "before the answer" if self.decoder is None else "mid-body"
+                    msg = f"{self.method} {self.url}: the server closed the connection ({self.received} bytes, {where})"
+                    finish(ProtocolError(msg, self.url))
+                return
+            t = now
+            if anc:
+                sec, nsec = unpack(anc[0][2])
+                t = now - (wall() - (sec + nsec * 1e-9))
+            try:
+                if self.feed(t, data):
+                    finish()
+            except BaseException as exc:
+                finish(exc)
+
+        timer = []
+
+        def idle_check():
+            if done.done():
+                return
+            idle = perf() - conn.last_activity
+            if idle >= self.timeout:
+                msg = f"{self.method} {self.url}: no byte for {self.timeout:g} s after {self.received} bytes"
+                finish(RequestTimeoutError(msg, self.url))
+            else:
+                timer[0] = loop.call_later(self.timeout - idle, idle_check)
+
+        loop.add_reader(raw.fileno(), readable)
+        timer.append(loop.call_later(self.timeout, idle_check))
+        try:
+            await done
+        finally:
+            timer[0].cancel()
+            loop.remove_reader(raw.fileno())
+            raw.close()
+            if not transport.is_closing():
+                transport.resume_reading()
+        return stamped
 
 
 def _dump(doc) -> bytes:
