@@ -12,7 +12,6 @@ metrics), with vLLM's phase lines on stdout ("Starting main benchmark run...", "
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import sys
@@ -102,7 +101,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--result-file", required=True)
     args = ap.parse_args()
-    doc = asyncio.run(main_async(args))
+    _bench, _openai = import_collection()
+    doc = _bench.run_paced(main_async(args), _bench.pace_for(args.base_url))
     Path(args.result_file).write_text(json.dumps(doc), encoding="utf-8")
 
 

@@ -33,6 +33,8 @@ import json
 import math
 import random
 import re
+import selectors
+import sys
 import time
 
 from ansible_collections.kimi.vllm.plugins.module_utils._openai import ClientError, HTTPStatusError, snippet
@@ -631,10 +633,11 @@ _QUOTE = 0x22
 async def measure_request(client, path: str, body: bytes, rec: RequestRecord, chat: bool, timeout=None) -> None:
     """Send one streamed request and fill ``rec`` as vLLM's request functions do.
 
-    The start is taken just before the request is written (the client writes it on the first ``__anext__``, on a
-    pooled connection when one is idle), and every event is stamped with the time the socket read that carried it
-    returned, so the client's own parsing adds nothing to TTFT or ITL. The raw token chunks are kept until the usage
-    chunk arrives; only without usage is their text decoded, to count its tokens.
+    The start is taken just before the request is written (``stream_callback`` writes it before its first
+    suspension, on a pooled connection when one is idle), and every event is stamped with the time its socket read
+    arrived: the kernel's receive time where the connection gives it, else the time the read returned. So neither
+    the client's own parsing nor a late wake-up of the event loop moves TTFT or ITL. The raw token chunks are kept
+    until the usage chunk arrives; only without usage is their text decoded, to count its tokens.
     """
     decode = json.JSONDecoder().decode
     token_text = chat_token_text if chat else completion_token_text
@@ -642,37 +645,37 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
     fast_end = _CHAT_CONTENT_END if chat else 0
     itl = rec.itl
     raw = []
-    first = None
-    last = 0.0
-    events = 0
-    stream = client.stream_reads(path, content=body, timeout=timeout)
+    state = [None, 0.0, 0]  # first token event, last token event, token events
+
+    def on_read(t, batch):
+        for _name, data in batch:
+            if data[:1] != b"{":  # data: [DONE], or a keep-alive
+                continue
+            i = data.find(fast)
+            if i > 0 and (not fast_end or data[i + fast_end] != _QUOTE):
+                is_token = True
+            else:
+                doc = decode(data.decode("utf-8"))
+                choices = doc.get("choices")
+                is_token = bool(choices) and token_text(choices[0]) is not None
+                if not is_token:
+                    usage = doc.get("usage")
+                    if usage:
+                        rec.output_tokens = usage.get("completion_tokens")
+                        if usage.get("prompt_tokens") is not None:
+                            rec.prompt_len = usage["prompt_tokens"]
+            if is_token:
+                if state[0] is None:
+                    state[0] = t
+                else:
+                    itl.append(t - state[1])
+                state[1] = t
+                state[2] += 1
+                raw.append(data)
+
     rec.start = start = time.perf_counter()
     try:
-        async for t, batch in stream:
-            for _name, data in batch:
-                if data[:1] != b"{":  # data: [DONE], or a keep-alive
-                    continue
-                i = data.find(fast)
-                if i > 0 and (not fast_end or data[i + fast_end] != _QUOTE):
-                    is_token = True
-                else:
-                    doc = decode(data.decode("utf-8"))
-                    choices = doc.get("choices")
-                    is_token = bool(choices) and token_text(choices[0]) is not None
-                    if not is_token:
-                        usage = doc.get("usage")
-                        if usage:
-                            rec.output_tokens = usage.get("completion_tokens")
-                            if usage.get("prompt_tokens") is not None:
-                                rec.prompt_len = usage["prompt_tokens"]
-                if is_token:
-                    if first is None:
-                        first = t
-                    else:
-                        itl.append(t - last)
-                    last = t
-                    events += 1
-                    raw.append(data)
+        await client.stream_callback(path, on_read, content=body, timeout=timeout)
     except HTTPStatusError as exc:
         rec.error = client.redact(f"HTTP {exc.status} {exc.reason}: {exc.error_message()}")
         return
@@ -682,8 +685,7 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
     except (ValueError, IndexError) as exc:  # a chunk that is not JSON
         rec.error = f"malformed chunk: {snippet(str(exc), 120)}"
         return
-    finally:
-        await stream.aclose()
+    first, last, events = state
     rec.events = events
     if first is None:
         rec.error = "Never received a valid chunk to calculate TTFT."
@@ -695,6 +697,58 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
         rec.text = "".join(
             token_text(choices[0]) or "" for choices in (decode(d.decode("utf-8")).get("choices") for d in raw)
         )
+
+
+class PacedSelector(selectors.DefaultSelector):
+    """An event-loop selector that wakes the process at most once per ``pace`` seconds while it is idle.
+
+    One token per chunk over hundreds of streams means thousands of wake-ups a second, each costing more CPU than
+    the chunk it brings. Waiting ``pace`` before polling lets several reads come in together. Only for connections
+    whose reads carry the kernel's receive time (``stream_callback`` on plain http, Linux), where the wait moves no
+    timestamp; a loop with ready callbacks (timeout 0) never waits.
+    """
+
+    def __init__(self, pace: float) -> None:
+        """Wait at most ``pace`` seconds between polls."""
+        super().__init__()
+        self.pace = pace
+        self._next = 0.0
+
+    def select(self, timeout=None):
+        """Sleep until the next pace boundary (within ``timeout``), then poll."""
+        if timeout is None or timeout > 0:
+            wait = self._next - time.perf_counter()
+            if wait > 0:
+                if timeout is not None:
+                    wait = min(wait, timeout)
+                    timeout -= wait
+                time.sleep(wait)
+        ready = super().select(timeout)
+        self._next = time.perf_counter() + self.pace
+        return ready
+
+
+# How long an idle benchmark loop waits before it polls again, where reads carry the kernel's receive time. 5 ms
+# halves the client's CPU per token at 32 and 256 streams of one token per chunk (docs/benchmarks.md) and moves no
+# timestamp; it only lets a freed concurrency slot wait up to 5 ms for its next request.
+PACE_SECONDS = 0.005
+
+
+def pace_for(url: str) -> float:
+    """:data:`PACE_SECONDS` where ``stream_callback`` gets kernel timestamps (plain http on Linux), else 0."""
+    return PACE_SECONDS if url.lower().startswith("http://") and sys.platform.startswith("linux") else 0.0
+
+
+def run_paced(coro, pace: float):
+    """Run ``coro`` on a new event loop whose selector is a :class:`PacedSelector` (plain ``asyncio.run`` for 0)."""
+    if not pace:
+        return asyncio.run(coro)
+    loop = asyncio.SelectorEventLoop(PacedSelector(pace))
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrency, arrivals, timeout=None):

@@ -783,7 +783,7 @@ class Bench:
                 results = [] if self.module.check_mode else self.vllm(concurrencies)
                 out["command"] = self.command if results else []
             else:
-                results = asyncio.run(self.native(concurrencies))
+                results = _bench.run_paced(self.native(concurrencies), _bench.pace_for(p["url"]))
         except BenchError as exc:
             out.update(server=self.server, simulated=self.simulated)
             self.module.fail_json(msg=str(exc), **out)

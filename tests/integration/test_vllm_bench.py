@@ -10,6 +10,7 @@ result schema, the gate and the report. Small workloads keep each test to a few 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -322,3 +323,81 @@ def check_benchmark_playbook(tmp_path: Path) -> None:
             check=True,
         ).stdout
         assert dom.count('class="bar"') == len(hosts)
+
+
+# ---- the client's low-overhead stream (module_utils._openai.AsyncClient.stream_callback) -----------------------
+
+
+def sse_answer(conn, events) -> None:
+    """Write a chunked SSE answer of ``events`` (bytes payloads) to ``conn``."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for payload in events:
+        event = b"data: " + payload + b"\n\n"
+        conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+    conn.sendall(b"0\r\n\r\n")
+
+
+def test_stream_callback_retries_a_closed_pooled_connection_and_stamps_reads(bad_server):
+    from ansible_collections.kimi.vllm.plugins.module_utils import _bench, _openai
+
+    token = json.dumps({"choices": [{"index": 0, "delta": {"content": "x"}}]}).encode()
+    usage = json.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+
+    def handler(request, conn):
+        if request.path == "/health":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            return False  # and close: the pooled connection is dead when the benchmark uses it
+        sse_answer(conn, [token, token, usage, b"[DONE]"])
+        return True
+
+    server = bad_server(handler)
+
+    async def run():
+        client = _openai.AsyncClient(server.url, timeout=10)
+        await _bench.open_connections(client, 2)
+        rec = _bench.RequestRecord()
+        body = _bench.request_body("chat", "m", "hi", 2, True)
+        await _bench.measure_request(client, "/v1/chat/completions", body, rec, True, 10)
+        stamped = await client.stream_callback("/v1/chat/completions", lambda t, e: None, content=body)
+        await client.aclose()
+        return rec, stamped
+
+    rec, stamped = asyncio.run(run())
+    assert rec.success, rec.error
+    assert rec.events == 2
+    assert rec.output_tokens == 2
+    assert stamped is True  # plain http on Linux: kernel receive times
+
+
+def test_stream_callback_reports_status_and_cut_streams(bad_server):
+    from ansible_collections.kimi.vllm.plugins.module_utils import _bench, _openai
+
+    def handler(request, conn):
+        if request.json().get("model") == "missing":
+            body = b'{"error": {"message": "The model `missing` does not exist."}}'
+            conn.sendall(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            return True
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(b'10\r\ndata: {"choi')  # cut mid-chunk
+        return False
+
+    server = bad_server(handler)
+
+    async def run(model):
+        client = _openai.AsyncClient(server.url, timeout=10)
+        rec = _bench.RequestRecord()
+        await _bench.measure_request(
+            client, "/v1/chat/completions", _bench.request_body("chat", model, "hi", 2, True), rec, True, 10
+        )
+        await client.aclose()
+        return rec
+
+    rec = asyncio.run(run("missing"))
+    assert not rec.success
+    assert rec.error == "HTTP 404 Not Found: The model `missing` does not exist."
+    rec = asyncio.run(run("m"))
+    assert not rec.success
+    assert "closed the connection" in rec.error and "mid-body" in rec.error

@@ -387,7 +387,7 @@ def test_vllm_argv_is_the_seeds_command():
 
 
 class FakeClient:
-    """Yields prepared ``(t, [(name, data)])`` reads, as _openai.AsyncClient.stream_reads does."""
+    """Hands prepared ``(t, [(name, data)])`` reads on, as _openai.AsyncClient.stream_callback does."""
 
     def __init__(self, reads):
         self.reads = reads
@@ -395,9 +395,10 @@ class FakeClient:
     def redact(self, text):
         return text
 
-    async def stream_reads(self, path, content=None, timeout=None):
+    async def stream_callback(self, path, on_read, content=None, timeout=None):
         for t, datas in self.reads:
-            yield t, [(b"", d) for d in datas]
+            on_read(t, [(b"", d) for d in datas])
+        return True
 
 
 def chunk(delta=None, choices=None, usage=None) -> bytes:
