@@ -30,9 +30,10 @@ description:
     throughputs divide by the time from the first dispatch to the last completion. Means, medians, population
     standard deviations and linearly interpolated percentiles are computed as numpy computes them.
   - With O(engine=native) (the default) the module is the client, written on the collection's one HTTP/SSE client
-    (the one C(kimi.vllm.vllm_verify) uses). It stamps each event with the time of the socket read that carried it
-    and the start just before the request is written, on connections opened before the run, so its own work adds
-    little to the numbers (C(docs/benchmarks.md) gives its measured error and cost next to C(vllm bench serve)'s).
+    (the one C(kimi.vllm.vllm_verify) uses). It stamps the start just before the request is written, on connections
+    opened before the run, and each event with the kernel's receive time of the socket read that carried it (plain
+    http on Linux; otherwise the time the read returned), so its own work adds nothing measurable to the numbers
+    (C(docs/benchmarks.md) gives its measured error and cost next to C(vllm bench serve)'s).
   - With O(engine=vllm) it runs C(vllm bench serve) itself with the seed's arguments inside the server's container
     (C(docker exec)) or a one-off container of the same image, and parses the result file it saves.
   - Bad input (lengths or counts below 1, a range ratio outside [0, 1), an unreachable server, an unknown model, a
