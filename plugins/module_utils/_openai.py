@@ -788,12 +788,19 @@ class AsyncClient:
 
         ``t`` and ``events`` are as in :meth:`stream_reads`, except that ``t`` is the kernel's receive time of the
         read's last packet, on the ``time.perf_counter()`` scale, when ``kernel_timestamps`` and the connection allow
-        it (plain http on Linux). The whole answer, head included, is read this way, so a first event that comes with
+        it (plain http on Linux). Over https the reads come through :meth:`stream_reads` (TLS records cannot be read
+        past the transport). The whole answer, head included, is read this way, so a first event that comes with
         the head is stamped alike. The request is written before the first suspension: take the start timestamp just
         before awaiting this. Errors as :meth:`stream_reads`; an exception raised by ``on_read`` ends the stream and
         is raised here. Returns whether kernel timestamps were used.
         """
         timeout = self.timeout if timeout is None else timeout
+        if self._ssl is not None:  # TLS records cannot be read past the transport: the stream_reads path, per read
+            kwargs = {"content": content, "method": method, "headers": headers, "auth": auth, "timeout": timeout}
+            async for t, events in self.stream_reads(path, **kwargs):
+                if events:
+                    on_read(t, events)
+            return False
         url = self.url(path)
         head_bytes = self._head_bytes(method, path, content, headers, auth, "text/event-stream")
         for attempt in range(2):
@@ -807,7 +814,7 @@ class AsyncClient:
                     if conn.reused:
                         raise _Stale() from None
                     raise ProtocolError(f"{method} {url}: cannot send the request: {exc}", url) from None
-                used_kernel = await pump.run(kernel_timestamps and self._ssl is None)
+                used_kernel = await pump.run(kernel_timestamps)
             except _Stale:
                 conn.close()
                 continue  # the server had closed the idle connection: once more on a fresh one
