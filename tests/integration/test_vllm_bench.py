@@ -401,3 +401,68 @@ def test_stream_callback_reports_status_and_cut_streams(bad_server):
     rec = asyncio.run(run("m"))
     assert not rec.success
     assert "closed the connection" in rec.error and "mid-body" in rec.error
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_stream_callback_over_https_reads_through_the_transport(tmp_path):
+    import socket
+    import ssl
+    import threading
+
+    from ansible_collections.kimi.vllm.plugins.module_utils import _bench, _openai
+
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(tmp_path / "c.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    token = json.dumps({"choices": [{"index": 0, "delta": {"content": "x"}}]}).encode()
+    usage = json.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3}}).encode()
+
+    def serve():
+        raw, _addr = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as conn, conn.makefile("rb") as rfile:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += rfile.readline()
+            length = int(
+                next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")).split(b":")[1]
+            )
+            rfile.read(length)
+            sse_answer(conn, [token, token, token, usage, b"[DONE]"])
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def run():
+        client = _openai.AsyncClient(f"https://127.0.0.1:{listener.getsockname()[1]}", timeout=10, validate_certs=False)
+        rec = _bench.RequestRecord()
+        await _bench.measure_request(
+            client, "/v1/chat/completions", _bench.request_body("chat", "m", "hi", 3, True), rec, True, 10
+        )
+        await client.aclose()
+        return rec
+
+    rec = asyncio.run(run())
+    listener.close()
+    assert rec.success, rec.error
+    assert rec.events == 3
+    assert rec.output_tokens == 3
+    assert _bench.pace_for("https://x") == 0.0  # no kernel timestamps over TLS: no pacing
