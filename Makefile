@@ -18,7 +18,7 @@ PROFILES ?= b200x8-570-fit
 DEMO_INVENTORY := inventories/demo/hosts.yml
 BASE_IMAGE := kimi-vllm/base:trixie
 
-.PHONY: help venv lint unit sanity docs-check images integration molecule test demo sim-up sim-down build clean
+.PHONY: help venv lint unit sanity docs-check images integration molecule test demo sim-up sim-down bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -90,6 +90,11 @@ sim-down: venv ## Remove every simulated node and what it started
 
 demo: sim-up ## Deploy on the simulated fleet: preflight, then the (stand-in) vLLM server
 	ansible-playbook -i $(DEMO_INVENTORY) playbooks/deploy.yml
+
+# Not part of `make test`: benchmarks measure, they do not pass or fail. The vLLM client venv is ~6.5 GB.
+bench: venv ## Benchmarks of the vllm_bench instrument against vllm bench serve (docs/benchmarks.md)
+	benchmarks/setup-vllm-venv.sh
+	python3 benchmarks/instrument.py
 
 build: venv ## Build the collection tarball into .build/dist
 	rm -rf .build/dist && ansible-galaxy collection build --output-path .build/dist .
