@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 SEED = (REPO / "tests" / "fixtures" / "seed" / "docker-run.txt").read_text()
@@ -62,11 +63,22 @@ def test_port_is_served_on_the_node(host):
     assert host.socket("tcp://0.0.0.0:8000").is_listening
 
 
+GROUP_VARS = yaml.safe_load((REPO / "inventories" / "demo" / "group_vars" / "sim_nodes.yml").read_text())
+LIST_MODELS = (
+    'python3 -c "import json,sys,urllib.request;'
+    "r=urllib.request.Request('http://127.0.0.1:8000/v1/models', headers=dict([sys.argv[1:]]) if sys.argv[1:] else {});"
+    'print(json.dumps(json.load(urllib.request.urlopen(r))))"'
+)
+
+
 def test_models_are_listed_on_the_node(host):
-    out = host.check_output(
-        'python3 -c "import json,urllib.request;'
-        "print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:8000/v1/models'))))\""
-    )
+    out = host.check_output(LIST_MODELS + " Authorization 'Bearer %s'", GROUP_VARS["vllm_server_api_key"])
     cards = json.loads(out)["data"]
     assert [card["id"] for card in cards] == ["kimi-k2.7-code"]
     assert cards[0]["root"] == "moonshotai/Kimi-K2.7-Code"
+
+
+def test_the_api_key_is_enforced(host):
+    refused = host.run(LIST_MODELS)
+    assert refused.rc != 0
+    assert "401" in refused.stderr
