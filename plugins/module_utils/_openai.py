@@ -50,6 +50,14 @@ USER_AGENT = "kimi.vllm"
 REDACTED = "********"
 
 
+# The options of every module that talks to the server; documented by the kimi.vllm.server doc fragment.
+SERVER_ARGUMENT_SPEC = {
+    "url": {"type": "str", "default": "http://127.0.0.1:8000"},
+    "api_key": {"type": "str", "no_log": True},
+    "validate_certs": {"type": "bool", "default": True},
+}
+
+
 class ClientError(Exception):
     """Anything that kept a request from producing a usable answer."""
 

@@ -41,16 +41,6 @@ description:
   - In check mode the input is checked and the server probed, but no load is sent.
 
 options:
-  url:
-    description:
-      - Base URL of the server, C(http[s]://host[:port]), optionally with a path prefix.
-    type: str
-    default: http://127.0.0.1:8000
-  api_key:
-    description:
-      - >-
-        The key the server was started with (C(--api-key)), sent as C(Authorization: Bearer). Never returned.
-    type: str
   model:
     description:
       - The model name requests carry (a C(--served-model-name)).
@@ -210,12 +200,9 @@ options:
     description: Seconds C(vllm bench serve) may run in all (O(engine=vllm)).
     type: float
     default: 21600
-  validate_certs:
-    description: Check the server's TLS certificate for https URLs.
-    type: bool
-    default: true
 
 extends_documentation_fragment:
+  - kimi.vllm.server
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 
@@ -405,7 +392,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kimi.vllm.plugins.module_utils import _bench
-from ansible_collections.kimi.vllm.plugins.module_utils._openai import AsyncClient, ClientError
+from ansible_collections.kimi.vllm.plugins.module_utils._openai import SERVER_ARGUMENT_SPEC, AsyncClient, ClientError
 from ansible_collections.kimi.vllm.plugins.module_utils._process import run_with_timeout
 
 # Tokens asked of the test request before the load.
@@ -887,8 +874,7 @@ def main() -> None:
     """Run the module."""
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "default": "http://127.0.0.1:8000"},
-            "api_key": {"type": "str", "no_log": True},
+            **SERVER_ARGUMENT_SPEC,
             "model": {"type": "str"},
             "endpoint": {"type": "str", "choices": ["chat", "completions"], "default": "chat"},
             "input_len": {"type": "int", "default": 8192},
@@ -920,7 +906,6 @@ def main() -> None:
             "docker": {"type": "str", "default": "docker"},
             "timeout": {"type": "float", "default": 600},
             "run_timeout": {"type": "float", "default": 21600},
-            "validate_certs": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )

@@ -45,20 +45,6 @@ description:
     generation requests in all, one after the other.
 
 options:
-  url:
-    description:
-      - Base URL of the server, C(http[s]://host[:port]), optionally with a path prefix (for a server behind a
-        reverse proxy). Request paths such as C(/v1/models) are appended to it.
-      - Proxy environment variables are not used.
-    type: str
-    default: http://127.0.0.1:8000
-  api_key:
-    description:
-      - >-
-        The key the server was started with (C(--api-key)), sent as C(Authorization: Bearer), the only header vLLM
-        reads.
-      - Never returned or printed, also not inside error messages.
-    type: str
   model:
     description:
       - Model name used for the generation probes.
@@ -91,13 +77,9 @@ options:
         arrives all at once, so this also bounds its whole generation time.
     type: float
     default: 120
-  validate_certs:
-    description:
-      - Whether to verify the server's TLS certificate for C(https) URLs.
-    type: bool
-    default: true
 
 extends_documentation_fragment:
+  - kimi.vllm.server
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 
@@ -263,7 +245,7 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.kimi.vllm.plugins.module_utils._openai import Client
+from ansible_collections.kimi.vllm.plugins.module_utils._openai import SERVER_ARGUMENT_SPEC, Client
 from ansible_collections.kimi.vllm.plugins.module_utils._verify import (
     CHECKS,
     DEFAULT_CHECKS,
@@ -277,14 +259,12 @@ def main() -> None:
     """Run the module."""
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "default": "http://127.0.0.1:8000"},
-            "api_key": {"type": "str", "no_log": True},
+            **SERVER_ARGUMENT_SPEC,
             "model": {"type": "str"},
             "expect_models": {"type": "list", "elements": "str", "default": []},
             "expect_max_model_len": {"type": "int"},
             "checks": {"type": "list", "elements": "str", "choices": list(CHECKS), "default": list(DEFAULT_CHECKS)},
             "timeout": {"type": "float", "default": 120},
-            "validate_certs": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
