@@ -87,9 +87,8 @@ class StandinServer:
             self.log.unlink()
 
 
-@pytest.fixture
-def standin():
-    """Factory: ``standin(flags, env)`` starts a stand-in server; every one started is stopped after the test."""
+def _standin_factory():
+    """Yield ``start(flags, env)``, which starts a stand-in server; stop every one started afterwards."""
     started = []
 
     def start(flags: list[str], env: dict[str, str] | None = None) -> StandinServer:
@@ -100,21 +99,18 @@ def standin():
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def standin():
+    """Factory: ``standin(flags, env)`` starts a stand-in server; every one started is stopped after the test."""
+    yield from _standin_factory()
 
 
 @pytest.fixture(scope="module")
 def standin_module():
     """Like ``standin``, for servers shared by the tests of one module."""
-    started = []
-
-    def start(flags: list[str], env: dict[str, str] | None = None) -> StandinServer:
-        server = StandinServer(flags, env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    yield from _standin_factory()
 
 
 # ---- a bad server -------------------------------------------------------------------------------------------------
