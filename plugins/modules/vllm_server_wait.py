@@ -16,11 +16,14 @@ description:
     report progress between them and give up at its own deadline, while a crash is reported within
     O(poll_interval) seconds, with the last O(log_lines) lines of the container's log.
   - Reads only; it never changes the container.
+  - It reads the container through the Docker Engine HTTP API on the engine's socket, with Python's standard
+    library (no C(requests), no Docker SDK, no other collection's code), because community.docker's API client
+    is private to community.docker from version 5.0 on.
 author:
   - kimi.vllm developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - community.docker.docker.api_documentation
+  - kimi.vllm.docker_engine
 attributes:
   check_mode:
     support: full
@@ -64,8 +67,10 @@ options:
     type: int
     default: 50
 requirements:
-  - The Python C(requests) library on the node (community.docker's API client needs it).
+  - Python 3.8 or later on the node; nothing outside the standard library.
 notes:
+  - A container that does not exist when the step begins is an error (there is nothing to wait for); one that
+    disappears during the step is reported as exited, with RV(state=missing).
   - C(/health) refuses connections until the engine is up, answers 503 when the engine died, and 200 when
     healthy; C(/v1/models) then lists one card per served name.
 """
@@ -134,10 +139,13 @@ elapsed:
 
 import time  # noqa: E402
 
-from ansible_collections.community.docker.plugins.module_utils._api.errors import DockerException  # noqa: E402
-from ansible_collections.community.docker.plugins.module_utils.common_api import (  # noqa: E402
-    AnsibleDockerClient,
-    RequestException,
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.kimi.vllm.plugins.module_utils._docker_engine import (  # noqa: E402
+    ENGINE_ARGUMENT_SPEC,
+    ENGINE_REQUIRED_TOGETHER,
+    EngineClient,
+    EngineError,
+    settings_from_params,
 )
 from ansible_collections.kimi.vllm.plugins.module_utils._openai import (  # noqa: E402
     Client,
@@ -150,24 +158,18 @@ from ansible_collections.kimi.vllm.plugins.module_utils._openai import (  # noqa
 class ContainerWatch:
     """One ready-wait step: the container's state and the server's answers, polled together."""
 
-    def __init__(self, client):
-        """Take the options from the docker client's module."""
-        self.client = client
-        self.params = client.module.params
+    def __init__(self, engine, params):
+        """``engine`` is an EngineClient; ``params`` the module's parameters."""
+        self.engine = engine
+        self.params = params
 
     def inspect(self):
         """The container's inspect data, or None when it is gone."""
-        return self.client.get_container(self.params["container"])
+        return self.engine.container(self.params["container"])
 
     def logs(self, container, lines):
         """The last ``lines`` lines of the container's log (stdout and stderr together)."""
-        res = self.client._get(
-            self.client._url("/containers/{0}/logs", container["Id"]),
-            params={"stdout": 1, "stderr": 1, "timestamps": 0, "follow": 0, "tail": lines},
-        )
-        raw = self.client._get_result_tty(False, res, container["Config"].get("Tty", False))
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-        return [line for line in text.splitlines() if line.strip()][-lines:]
+        return self.engine.logs(container, lines)
 
     def probe(self, http):
         """Ask the server; returns (ready, what it answered, models listed)."""
@@ -190,8 +192,8 @@ class ContainerWatch:
             return False, "/v1/models lacks " + ", ".join(missing), listed
         return True, "ready", listed
 
-    def step(self):
-        """Poll until ready, dead or out of time for this step."""
+    def step(self, first=None):
+        """Poll until ready, dead or out of time for this step; ``first`` is an inspect result already taken."""
         started = time.monotonic()
         http = Client(self.params["url"], api_key=self.params["api_key"], timeout=10)
         result = {
@@ -208,7 +210,7 @@ class ContainerWatch:
             "log_tail": [],
         }
         while True:
-            container = self.inspect()
+            container, first = (first, None) if first is not None else (self.inspect(), None)
             if container is None:
                 result.update(exited=True, state="missing")
                 break
@@ -243,7 +245,7 @@ class ContainerWatch:
 
 def main():
     """Run the module."""
-    client = AnsibleDockerClient(
+    module = AnsibleModule(
         argument_spec={
             "container": {"type": "str", "required": True},
             "url": {"type": "str", "default": "http://127.0.0.1:8000"},
@@ -253,14 +255,26 @@ def main():
             "step_seconds": {"type": "int", "default": 30},
             "poll_interval": {"type": "int", "default": 2},
             "log_lines": {"type": "int", "default": 50},
+            **ENGINE_ARGUMENT_SPEC,
         },
+        required_together=ENGINE_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
+    name = module.params["container"]
     try:
-        result = ContainerWatch(client).step()
-    except (DockerException, RequestException) as exc:
-        client.fail(f"Docker did not answer about container {client.module.params['container']}: {exc}")
-    client.module.exit_json(changed=False, **result)
+        engine = EngineClient(settings_from_params(module.params))
+        watch = ContainerWatch(engine, module.params)
+        first = watch.inspect()
+        if first is None:
+            module.fail_json(
+                msg=f"There is no container {name!r} on the Docker engine at {engine.host}, so there is no server "
+                "to wait for. Start it first (the kimi.vllm.vllm_server role does), or look for it with "
+                "`docker ps -a --filter name=" + name + "`."
+            )
+        result = watch.step(first)
+    except EngineError as exc:
+        module.fail_json(msg=f"Docker did not answer about container {name!r}: {exc}")
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":
