@@ -14,6 +14,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def available_profiles() -> list[str]:
     return sorted(p.parent.name for p in PROFILES_DIR.glob("*/profile.yml"))
 
 
-def render(nodes: int, profiles: list[str], parents: list[str], args_text: str) -> str:
+def render(nodes: int, profiles: list[str], parents: list[str], args_text: str, prefix: str = HOST_PREFIX) -> str:
     """Render the inventory YAML text."""
     width = max(2, len(str(nodes)))
     lines = [HEADER.format(args=args_text).rstrip("\n"), "all:", "  children:"]
@@ -54,7 +55,7 @@ def render(nodes: int, profiles: list[str], parents: list[str], args_text: str) 
         indent += "    "
     lines += [f"{indent}{GROUP}:", f"{indent}  hosts:"]
     for i in range(nodes):
-        name = f"{HOST_PREFIX}{i + 1:0{width}d}"
+        name = f"{prefix}{i + 1:0{width}d}"
         lines += [
             f"{indent}    {name}:",
             f"{indent}      kimi_sim_profile: {profiles[i % len(profiles)]}",
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"make {GROUP} a child of GROUP (repeat to nest: outermost first)",
     )
     parser.add_argument(
+        "--prefix",
+        default=HOST_PREFIX,
+        help=f"host (and container) name prefix, for a fleet beside the demo's (default: {HOST_PREFIX})",
+    )
+    parser.add_argument(
         "--output",
         "-o",
         default=str(DEFAULT_OUTPUT),
@@ -101,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in wanted if p not in known]
     if not wanted or unknown:
         parser.error(f"unknown profile(s): {', '.join(unknown) or '(none given)'}; available: {', '.join(known)}")
+    if not re.fullmatch(r"[a-z][a-z0-9-]*-", args.prefix):
+        parser.error(f"invalid --prefix {args.prefix!r}: lower-case letters, digits and dashes, ending in a dash")
     for group in args.parent_group:
         if not group.isidentifier():
             parser.error(f"invalid group name {group!r}: use letters, digits and underscores")
 
     args_text = f"--nodes {args.nodes} --profiles {','.join(wanted)}"
     args_text += "".join(f" --parent-group {g}" for g in args.parent_group)
-    text = render(args.nodes, wanted, args.parent_group, args_text)
+    if args.prefix != HOST_PREFIX:
+        args_text += f" --prefix {args.prefix}"
+    text = render(args.nodes, wanted, args.parent_group, args_text, args.prefix)
     if args.output == "-":
         sys.stdout.write(text)
         return 0
