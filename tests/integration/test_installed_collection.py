@@ -185,3 +185,13 @@ def test_deploy_by_fqcn_from_the_installed_copy(installed, sim_node):
         "inspect", "-f", '{{.State.Running}} {{index .Config.Labels "kimi.vllm.sim.node"}}', f"kimi-vllm-{NODE}"
     )
     assert listed == ["true", NODE]
+
+
+def test_ready_wait_for_an_absent_container_is_the_modules_own_error(installed):
+    """On any community.docker (5.x made its module_utils private): the module's message, no import error."""
+    _collections, env, outside = installed
+    argv = [BIN / "ansible", "localhost", "-m", "kimi.vllm.vllm_server_wait", "-a", "container=kimi-absent"]
+    proc = subprocess.run(argv, cwd=outside, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "There is no container 'kimi-absent' on the Docker engine at unix:///var/run/docker.sock" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr and "ImportError" not in proc.stdout + proc.stderr
