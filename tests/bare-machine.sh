@@ -52,7 +52,10 @@ ca_mount=()
 echo "bare-machine: make $what in a fresh container (log: $work/make-$what.log)"
 start=$(date +%s)
 rc=0
+# debootstrap (the simulated nodes' base image) makes device nodes and mounts /proc in its chroot, as root may on
+# a real machine: the container gets those two capabilities (--privileged cannot be used on every engine).
 docker run --rm --init --network host -v /var/run/docker.sock:/var/run/docker.sock \
+  --cap-add SYS_ADMIN --cap-add MKNOD --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
   -v "$work:$work" -v /var/tmp/kimi-sim:/var/tmp/kimi-sim "${ca_mount[@]}" -w "$work/kimi-vllm" \
   "$bare_image" make "$what" > "$work/make-$what.log" 2>&1 || rc=$?
 elapsed=$(( $(date +%s) - start ))
