@@ -38,8 +38,9 @@ fi
 echo "bare-machine: removing this repository's images and stopping its local registry"
 bash "$repo/tests/registry/stop.sh" >/dev/null 2>&1 || true
 docker ps -aq --filter label=kimi.vllm.sim | xargs -r docker rm -f >/dev/null
-docker image ls --format '{{.Repository}}:{{.Tag}}' \
-  | grep -E '^(kimi-vllm/(base|sim-node|standin|compat-newest)|127\.0\.0\.1:5000/)' | xargs -r docker image rm -f >/dev/null
+ours=$(docker image ls --format '{{.Repository}}:{{.Tag}}' \
+  | grep -E '^(kimi-vllm/(base|sim-node|standin|compat-newest)|127\.0\.0\.1:5000/)' || true)
+[ -z "$ours" ] || docker image rm -f $ours >/dev/null
 
 work=/var/tmp/kimi-bare/$(date +%Y%m%d-%H%M%S)-$what
 mkdir -p "$work" /var/tmp/kimi-sim
