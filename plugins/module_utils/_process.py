@@ -4,20 +4,22 @@
 """Run a command with a deadline.
 
 AnsibleModule.run_command has no timeout, and the tools our modules call can hang (nvidia-smi waits
-forever on a GPU whose firmware stopped answering, Xid 119). This runs the command in a session of
-its own so that a kill reaches wrappers (driver containers, test doubles) together with their children.
+forever on a GPU whose firmware stopped answering, Xid 119). The command therefore runs under coreutils'
+``timeout -s KILL``, through run_command (the one way ansible-test lets modules start processes):
+``timeout`` makes itself the leader of a process group of its own and kills that whole group at the deadline,
+so the kill reaches wrappers (driver containers, test doubles) together with their children. A process stuck
+in the kernel (a GSP timeout) ignores SIGKILL until the driver lets go; run_command returns as soon as
+``timeout`` itself is gone, and the caller gets a result without that process's last output rather than hang.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
+import time
 
-# After a kill, how long to wait for the pipes to close. A process stuck in the kernel (a GSP timeout)
-# ignores SIGKILL until the driver lets go; the caller then gets a result without it rather than hang.
-REAP_SECONDS = 5
+# Exit statuses of `timeout -s KILL`: 137 (killed), or -9 when run_command sees timeout itself die of the KILL
+# it sent to its group; 124 is timeout's own "timed out" status (kept for other signals).
+_TIMED_OUT_RC = (124, 137, -9)
+_START_FAILED = "timeout: failed to run command"
 
 
 class RunResult:
@@ -33,33 +35,29 @@ class RunResult:
         self.not_found = not_found
 
 
-def run_with_timeout(argv, timeout, env=None):
-    """Run ``argv`` (no shell) for at most ``timeout`` seconds; decode output as UTF-8 (replacing errors)."""
+def run_with_timeout(module, argv, timeout, environ_update=None):
+    """Run ``argv`` (no shell) for at most ``timeout`` seconds through ``module.run_command``.
+
+    Output is decoded as UTF-8, invalid bytes replaced. ``environ_update`` is added to the module's environment.
+    """
+    timeout_bin = module.get_bin_path("timeout")
+    if timeout_bin is None:
+        return RunResult(None, "", "", start_error="coreutils' `timeout` is not on PATH (it bounds the command)")
+    started = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
+        rc, stdout, stderr = module.run_command(
+            [timeout_bin, "-s", "KILL", f"{timeout}s", *argv],
+            environ_update=environ_update or {},
+            errors="surrogate_then_replace",
+            expand_user_and_vars=False,
+            handle_exceptions=False,
         )
     except OSError as exc:
-        return RunResult(None, "", "", start_error=exc.strerror, not_found=isinstance(exc, FileNotFoundError))
-    timed_out = False
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):  # already gone
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            stdout, stderr = proc.communicate(timeout=REAP_SECONDS)
-        except subprocess.TimeoutExpired:
-            stdout, stderr = b"", b""
-    return RunResult(
-        None if timed_out else proc.returncode,
-        stdout.decode("utf-8", errors="replace"),
-        stderr.decode("utf-8", errors="replace"),
-        timed_out=timed_out,
-    )
+        return RunResult(None, "", "", start_error=exc.strerror or str(exc))
+    if rc in (126, 127) and stderr.startswith(_START_FAILED):
+        # timeout could not exec the command: "timeout: failed to run command 'X': No such file or directory".
+        why = stderr.strip().rsplit(": ", 1)[-1]
+        return RunResult(None, stdout, "", start_error=why, not_found=rc == 127)
+    if rc in _TIMED_OUT_RC and time.monotonic() - started >= timeout:
+        return RunResult(None, stdout, stderr, timed_out=True)
+    return RunResult(rc, stdout, stderr)

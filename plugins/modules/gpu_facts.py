@@ -38,7 +38,8 @@ options:
     default: nvidia-smi
   timeout:
     description:
-      - Seconds to wait for nvidia-smi before killing it.
+      - Seconds to wait for nvidia-smi before killing it and every process it started (it runs under coreutils'
+        C(timeout -s KILL)).
       - nvidia-smi can hang for minutes when a GPU's GSP firmware stops answering (Xid 119); such a run is reported
         as C(ansible_facts.nvidia.error.kind=unknown).
     type: int
@@ -69,7 +70,8 @@ attributes:
     platforms: posix
 
 requirements:
-  - The NVIDIA driver's C(nvidia-smi) on the target. No Python library beyond the standard library.
+  - The NVIDIA driver's C(nvidia-smi) on the target, and coreutils' C(timeout) (on every Ubuntu). No Python library
+    beyond the standard library.
 
 notes:
   - C(ansible_facts.nvidia.gpus[].index) is the position of the GPU in nvidia-smi's output, which is nvidia-smi's
@@ -328,7 +330,7 @@ class NvidiaSmi:
         if path is None:
             where = "no executable file there" if "/" in self.name else "not on PATH, " + " or ".join(SEARCH_DIRS)
             return facts_from_run(None, "", f"{self.name}: {where}", not_found=True, argv=argv)
-        result = run_with_timeout(argv, self.timeout, env=dict(os.environ, LC_ALL="C"))
+        result = run_with_timeout(self.module, argv, self.timeout, environ_update={"LC_ALL": "C"})
         if result.start_error:  # vanished or not executable since find()
             return facts_from_run(None, "", f"{argv[0]}: {result.start_error}", not_found=result.not_found, argv=argv)
         return facts_from_run(

@@ -226,7 +226,7 @@ attributes:
 
 requirements:
   - Python's standard library on the target. O(tokenizer) needs the C(tokenizers) library; O(engine=vllm) needs
-    docker and a vLLM image.
+    docker and a vLLM image, and coreutils' C(timeout), which bounds the run at O(run_timeout).
 
 notes:
   - Numbers measured against the collection's stand-in server (a test double, which says so at C(/version)) are
@@ -666,8 +666,7 @@ class Bench:
                 argv = [p["docker"], "exec", p["vllm_container"], *inner]
             argv += list(p["vllm_args"])
             self.command = self.redact_argv(argv)
-            env = dict(os.environ)
-            run = run_with_timeout(self.with_key(argv), p["run_timeout"], env=env)
+            run = run_with_timeout(self.module, self.with_key(argv), p["run_timeout"])
             if run.rc is None:
                 why = "timed out" if run.timed_out else f"could not start ({run.start_error})"
                 raise BenchError(f"{shlex.join(self.command)} {why}")
@@ -684,8 +683,9 @@ class Bench:
                         os.unlink(os.path.join(host_dir, f))
                     os.rmdir(host_dir)
             else:
-                cat = run_with_timeout([p["docker"], "exec", p["vllm_container"], "cat", f"/tmp/{name}"], 60)
-                run_with_timeout([p["docker"], "exec", p["vllm_container"], "rm", "-f", f"/tmp/{name}"], 60)
+                in_container = [p["docker"], "exec", p["vllm_container"]]
+                cat = run_with_timeout(self.module, [*in_container, "cat", f"/tmp/{name}"], 60)
+                run_with_timeout(self.module, [*in_container, "rm", "-f", f"/tmp/{name}"], 60)
                 if cat.rc != 0:
                     raise BenchError(f"vllm bench serve saved no result file /tmp/{name}: {cat.stderr.strip()}")
                 text = cat.stdout
