@@ -36,7 +36,7 @@ THINK_MARKERS = ("<think>", "</think>", "\u25c1think\u25b7", "\u25c1/think\u25b7
 # <|tool_call_argument_begin|>, <|tool_call_end|>, and the singular <|tool_call_section_begin|> variant).
 TOOL_MARKER = "<|tool_call"
 # Probes ask for this much so that an always-thinking model finishes its thinking and still answers.
-PROBE_MAX_TOKENS = 1024
+PROBE_MAX_TOKENS = 2048
 # Oldest vLLM with a native /v1/messages (Anthropic Messages API).
 ANTHROPIC_MIN_VERSION = (0, 11, 1)
 # vLLM's gauges; the KV-cache one was vllm:gpu_cache_usage_perc before V1.
@@ -81,9 +81,19 @@ HINTS = {
     "models_len": "Start the server with `--max-model-len {length}` (Kimi-K2.7-Code's full context is 262144).",
     "models_len_missing": "The model cards carry no max_model_len: this server is not vLLM (or a very old one).",
     "chat_empty": (
-        "The reply carried no answer text. finish_reason `length` means the thinking used every token of the "
-        "probe: check the chat template (`--chat-template`, `--trust-remote-code`) and the reasoning parser "
-        "(`--reasoning-parser kimi_k2`)."
+        "The reply carried no answer text: check the chat template (`--chat-template`, `--trust-remote-code`) and "
+        "the reasoning parser (`--reasoning-parser kimi_k2`)."
+    ),
+    "chat_budget": (
+        "Kimi-K2.7-Code thinks before it answers, and this thinking had not ended when the probe's token budget ran "
+        "out. Give the probe more (vllm_verify's `probe_max_tokens`). A model that never ends its thinking (random "
+        "or damaged weights, a chat template that never lets it answer) looks the same: the reply with thinking "
+        "off shows whether the server's answer path works."
+    ),
+    "chat_wrong_field": (
+        "The answer arrived inside `reasoning`: the reasoning parser did not see the end of the thinking. Check "
+        "`--reasoning-parser kimi_k2`, that the tokenizer knows `</think>` as one special token "
+        "(`--trust-remote-code`, `--tokenizer-revision`), and the chat template."
     ),
     "stream_usage": (
         "No final usage chunk: `stream_options.include_usage` is not supported by this server (old vLLM): upgrade "
@@ -345,13 +355,40 @@ def reply_from_stream(events, what="streamed"):
     }
 
 
-def judge_chat(reply):
-    """A plain completion must carry answer text and a finish reason."""
+class StillThinking(CheckFailed):
+    """No answer yet because the thinking used the whole budget (not because a parser misplaced the answer)."""
+
+
+def judge_chat(reply, budget=PROBE_MAX_TOKENS):
+    """A plain completion must carry answer text and a finish reason.
+
+    With no answer text, tell apart: the answer sitting in ``reasoning`` after a literal end-of-thinking marker, or
+    a model that stopped with everything in ``reasoning`` (the parser misplaced it); and a model still thinking
+    when ``budget`` tokens ran out (:class:`StillThinking`).
+    """
     if not reply["content"].strip():
-        extra = f", {len(reply['reasoning'])} chars of reasoning" if reply["reasoning"] else ""
+        reasoning = reply["reasoning"]
+        finish = reply["finish_reason"]
+        if not reasoning:
+            raise CheckFailed(f"no answer text (finish_reason {finish})", HINTS["chat_empty"])
+        closed = [marker for marker in THINK_MARKERS[1::2] if marker in reasoning]
+        if closed:
+            after = reasoning.split(closed[0], 1)[1]
+            raise CheckFailed(
+                f"no answer text: `reasoning` holds the thinking, a literal {closed[0]} and then "
+                f"{snippet(after, 40)!r} (finish_reason {finish})",
+                HINTS["chat_wrong_field"],
+            )
+        if finish == "length":
+            raise StillThinking(
+                f"still thinking when the probe's budget of {budget} tokens ran out ({len(reasoning)} chars of "
+                f"reasoning, no end of thinking yet)",
+                HINTS["chat_budget"],
+            )
         raise CheckFailed(
-            f"no answer text (finish_reason {reply['finish_reason']}{extra})",
-            HINTS["chat_empty"],
+            f"no answer text: the model finished (finish_reason {finish}) with all {len(reasoning)} chars in "
+            f"`reasoning`",
+            HINTS["chat_wrong_field"],
         )
     if not reply["finish_reason"]:
         raise CheckFailed("the reply has no finish_reason", HINTS["protocol"])
@@ -529,10 +566,19 @@ class Verifier:
     """Runs the selected checks against one server through a blocking :class:`~._openai.Client`."""
 
     def __init__(
-        self, client, *, api_key_set=False, model=None, expect_models=(), expect_max_model_len=None, timeout=60.0
+        self,
+        client,
+        *,
+        api_key_set=False,
+        model=None,
+        expect_models=(),
+        expect_max_model_len=None,
+        timeout=60.0,
+        probe_max_tokens=PROBE_MAX_TOKENS,
     ):
         """Keep the client and what the operator expects."""
         self.client = client
+        self.probe_max_tokens = probe_max_tokens
         self.api_key_set = api_key_set
         self.model = model
         self.expect_models = list(expect_models or [])
@@ -633,7 +679,7 @@ class Verifier:
         return body
 
     def _chat(self, prompt, **fields):
-        return self._body(messages=[{"role": "user", "content": prompt}], max_tokens=PROBE_MAX_TOKENS, **fields)
+        return self._body(messages=[{"role": "user", "content": prompt}], max_tokens=self.probe_max_tokens, **fields)
 
     # -- checks: each returns its detail, or raises CheckFailed / CheckSkipped / ClientError ---------------------
 
@@ -653,7 +699,23 @@ class Verifier:
 
     def check_chat(self):
         doc = self.client.post("/v1/chat/completions", self._chat(CHAT_PROMPT)).raise_for_status().json()
-        return judge_chat(reply_from_completion(doc))
+        try:
+            return judge_chat(reply_from_completion(doc), self.probe_max_tokens)
+        except StillThinking as exc:
+            # The same question with thinking off (Kimi's chat template reads `thinking`): an answer then says that
+            # the server's answer path works and only the thinking is long; none says more is wrong.
+            body = self._chat(CHAT_PROMPT, chat_template_kwargs={"thinking": False})
+            try:
+                off = reply_from_completion(self.client.post("/v1/chat/completions", body).raise_for_status().json())
+            except (ClientError, CheckFailed) as second:
+                raise CheckFailed(f"{exc.detail}; with thinking off: {second}", exc.hint) from None
+            if off["content"].strip():
+                raise CheckFailed(
+                    f"{exc.detail}; with thinking off it answered {snippet(off['content'], 40)!r}", exc.hint
+                ) from None
+            raise CheckFailed(
+                f"{exc.detail}; with thinking off it gave no answer either", HINTS["chat_empty"]
+            ) from None
 
     def check_stream(self):
         body = self._chat(CHAT_PROMPT, stream=True, stream_options={"include_usage": True})
@@ -690,7 +752,7 @@ class Verifier:
 
     def check_anthropic(self):
         headers = {"anthropic-version": "2023-06-01"}
-        body = self._body(max_tokens=PROBE_MAX_TOKENS, messages=[{"role": "user", "content": CHAT_PROMPT}])
+        body = self._body(max_tokens=self.probe_max_tokens, messages=[{"role": "user", "content": CHAT_PROMPT}])
         try:
             response = self.client.post("/v1/messages", body, headers=headers).raise_for_status()
         except HTTPStatusError as exc:

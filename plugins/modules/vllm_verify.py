@@ -40,7 +40,8 @@ description:
   - A check that does not apply is reported as skipped and counts as passed. V(auth) is skipped without O(api_key).
   - When the server cannot be reached at all, the checks after the first failed connection are reported as not run,
     with the same cause.
-  - The probes ask for short answers (at most 1024 tokens each, enough for an always-thinking model to finish).
+  - The probes ask for short answers, at most O(probe_max_tokens) tokens each (thinking included: Kimi-K2.7-Code
+    always thinks first).
     On a real model the V(chat), V(stream), V(reasoning), V(tools), V(anthropic) and V(smoke) checks make nine
     generation requests in all, one after the other.
 
@@ -71,6 +72,14 @@ options:
     elements: str
     choices: [health, models, chat, stream, reasoning, tools, anthropic, metrics, auth, smoke]
     default: [health, models, chat, stream, reasoning, tools, anthropic, metrics, auth]
+  probe_max_tokens:
+    description:
+      - The token budget (C(max_tokens)) of each generation probe, thinking included.
+      - When V(chat) finds the model still thinking at the end of the budget, it says so (not that a parser
+        misplaced the answer) and asks once more with thinking off (C(chat_template_kwargs.thinking=false)), to
+        tell an overlong thinking from a server that cannot answer.
+    type: int
+    default: 2048
   timeout:
     description:
       - Seconds to wait for a connection, and then for each next piece of an answer. A non-streamed completion
@@ -264,6 +273,7 @@ def main() -> None:
             "expect_models": {"type": "list", "elements": "str", "default": []},
             "expect_max_model_len": {"type": "int"},
             "checks": {"type": "list", "elements": "str", "choices": list(CHECKS), "default": list(DEFAULT_CHECKS)},
+            "probe_max_tokens": {"type": "int", "default": 2048},
             "timeout": {"type": "float", "default": 120},
         },
         supports_check_mode=True,
@@ -271,6 +281,8 @@ def main() -> None:
     params = module.params
     if params["timeout"] <= 0:
         module.fail_json(msg=f"timeout must be more than 0 seconds, got {params['timeout']:g}")
+    if params["probe_max_tokens"] < 16:
+        module.fail_json(msg=f"probe_max_tokens must be at least 16, got {params['probe_max_tokens']}")
     if not params["checks"]:
         module.fail_json(msg=f"checks is empty; choose from: {', '.join(CHECKS)}")
     try:
@@ -291,6 +303,7 @@ def main() -> None:
             expect_models=params["expect_models"],
             expect_max_model_len=params["expect_max_model_len"],
             timeout=params["timeout"],
+            probe_max_tokens=params["probe_max_tokens"],
         )
     output = {
         "changed": False,

@@ -247,6 +247,24 @@ def test_check_fails_without_its_flag(standin, flags, env, check, hint):
     assert result["msg"].startswith(f"1 of {len(DEFAULT_CHECKS)} checks failed at {server.url} ({check})")
 
 
+def test_chat_tells_a_long_thinking_from_a_misplaced_answer(standin):
+    """An always-thinking model out of budget: 'still thinking', with the answer it gives with thinking off."""
+    server = standin(SEED_FLAGS, {"STANDIN_REASONING_TOKENS": "300"})
+    result = verify(server.url, checks=["chat"], probe_max_tokens=200)
+    chat = result["checks"]["chat"]
+    assert chat["hint"] == HINTS["chat_budget"]
+    assert chat["detail"].startswith("still thinking when the probe's budget of 200 tokens ran out (")
+    assert "; with thinking off it answered '" in chat["detail"]
+    # The same server with a budget the thinking fits in answers.
+    assert verify(server.url, checks=["chat"], probe_max_tokens=400)["ok"]
+
+
+@pytest.mark.parametrize("budget", [0, 15])
+def test_probe_budget_below_16_is_refused(budget):
+    result = run_module({"url": "http://127.0.0.1:9", "probe_max_tokens": budget})
+    assert result["failed"] and result["msg"] == f"probe_max_tokens must be at least 16, got {budget}"
+
+
 def test_hints_name_the_flags():
     assert "--enable-auto-tool-choice --tool-call-parser kimi_k2" in HINTS["tools_flags"]
     assert "--reasoning-parser kimi_k2" in HINTS["reasoning_parser"]

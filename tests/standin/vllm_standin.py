@@ -1814,6 +1814,8 @@ class App:
             tool_call_id=self._tool_call_id(str(tool["name"]), history) if tool else "",
             exact_answer=exact,
             seed=self._seed(body),
+            # Kimi's chat template reads `thinking`: false leaves the thinking out (vLLM then answers reasoning: null).
+            with_reasoning=not (isinstance(body.get("chat_template_kwargs"), dict) and body["chat_template_kwargs"].get("thinking") is False),
         )
 
     def _log_request(self, request_id: str, prompt: Any) -> None:

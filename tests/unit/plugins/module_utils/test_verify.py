@@ -21,6 +21,7 @@ from ansible_collections.kimi.vllm.plugins.module_utils._verify import (
     DEFAULT_CHECKS,
     HINTS,
     CheckFailed,
+    StillThinking,
     judge_chat,
     judge_messages,
     judge_messages_stream,
@@ -133,10 +134,52 @@ def test_models_bad_shapes(doc):
 def test_chat_pass_and_empty():
     reply = reply_from_completion(completion({"role": "assistant", "content": "Hello!", "reasoning": "hm"}))
     assert judge_chat(reply) == "answered 'Hello!' (finish_reason stop, 9 completion tokens)"
-    empty = reply_from_completion(completion({"content": None, "reasoning": "thinking..."}, "length"))
+    empty = reply_from_completion(completion({"content": None, "reasoning": None}, "stop"))
     failed = failure(judge_chat, empty)
-    assert failed.detail == "no answer text (finish_reason length, 11 chars of reasoning)"
+    assert failed.detail == "no answer text (finish_reason stop)"
     assert failed.hint == HINTS["chat_empty"]
+
+
+def test_chat_still_thinking_is_not_blamed_on_the_parser():
+    thinking = reply_from_completion(completion({"content": None, "reasoning": "thinking..."}, "length"))
+    failed = failure(judge_chat, thinking, 512)
+    assert isinstance(failed, StillThinking)
+    assert failed.detail == (
+        "still thinking when the probe's budget of 512 tokens ran out (11 chars of reasoning, no end of thinking yet)"
+    )
+    assert failed.hint == HINTS["chat_budget"]
+
+
+@pytest.mark.parametrize(
+    ("message", "finish", "detail"),
+    [
+        (
+            {"content": None, "reasoning": "Let me see.</think>Hello there!"},
+            "stop",
+            (
+                "no answer text: `reasoning` holds the thinking, a literal </think> and then 'Hello there!' "
+                "(finish_reason stop)"
+            ),
+        ),
+        (
+            {"content": "", "reasoning": "Let me see.</think>Hello there! And on and on"},
+            "length",
+            (
+                "no answer text: `reasoning` holds the thinking, a literal </think> and then "
+                "'Hello there! And on and on' (finish_reason length)"
+            ),
+        ),
+        (
+            {"content": None, "reasoning": "Hello there!"},
+            "stop",
+            "no answer text: the model finished (finish_reason stop) with all 12 chars in `reasoning`",
+        ),
+    ],
+)
+def test_chat_answer_in_the_wrong_field(message, finish, detail):
+    failed = failure(judge_chat, reply_from_completion(completion(message, finish)))
+    assert not isinstance(failed, StillThinking)
+    assert (failed.detail, failed.hint) == (detail, HINTS["chat_wrong_field"])
 
 
 def test_chat_bad_shapes():
