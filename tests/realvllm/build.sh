@@ -5,7 +5,8 @@
 #        tests/realvllm/build.sh --lock [CONSTRAINTS]
 #   (none)   build kimi-vllm/vllm-cpu:0.32.0-<hash> unless it exists; <hash> is of the Dockerfile and the
 #            requirements, so a changed pin is a new tag and an unchanged one costs nothing
-#   --push   also push it to the local registry as 127.0.0.1:5000/kimi-vllm/vllm-cpu:0.32.0-<hash> (started with
+#   --push   also push it to the local registry as 127.0.0.1:5000/kimi-vllm/vllm-cpu:0.32.0-<hash> and :0.32.0 (the
+#            version tag follows the newest build; the registry is started with
 #            tests/registry/start.sh if it does not answer), then drop that registry-named local copy, so that a
 #            role given this reference really pulls it
 #   --force  rebuild even if the tag exists (docker's layer cache still applies)
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --push) push=1 ;;
     --force) force=1 ;;
     --lock) lock=1; if [ $# -gt 1 ] && [ "${2#-}" = "$2" ]; then constraints=$(realpath "$2"); shift; fi ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "realvllm/build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -89,7 +90,13 @@ remote=$registry/$image
 docker tag "$image" "$remote"
 start=$(date +%s)
 docker push "$remote" >&2 || { docker image rm "$remote" >/dev/null; say "push to $registry failed"; exit 1; }
-say "pushed $remote in $(( $(date +%s) - start )) s"
+say "pushed $remote in $(( $(date +%s) - start )) s;" \
+  "digest: $(docker image inspect -f '{{range .RepoDigests}}{{.}} {{end}}' "$remote")"
+# The version tag follows the newest build (inventories/demo/group_vars/real_vllm_nodes.yml pulls it): a changed
+# image moves it, and the role then replaces the server, as for a moved production tag.
+moving=$registry/$name:0.32.0
+docker tag "$image" "$moving"
+docker push -q "$moving" >/dev/null || { docker image rm "$remote" "$moving" >/dev/null; say "push of $moving failed"; exit 1; }
 # The role must pull it: keep only the local name (an untag, the layers stay with $image).
-docker image rm "$remote" >/dev/null
+docker image rm "$remote" "$moving" >/dev/null
 echo "$remote"
