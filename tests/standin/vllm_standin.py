@@ -580,7 +580,9 @@ def anthropic_to_chat(body: dict[str, Any]) -> list[dict[str, Any]]:
 class Tok:
     """One generated token as the client sees it after parsing."""
 
-    kind: str  # "reasoning" | "content" | "hidden" (consumed by a parser) | "tool_head" | "tool_args"
+    # "reasoning" | "content" | "hidden" (consumed by a parser) | "tool_head" | "tool_args" | "eos" (the end of a
+    # reply that stops by itself: it makes vLLM's last chunk, with an empty delta; not counted in the usage here)
+    kind: str
     text: str = ""
     tool_index: int = 0
     tool_id: str = ""
@@ -726,7 +728,14 @@ def plan_output(req: PlanRequest, settings: Settings) -> Plan:
             tool_calls = []  # an unfinished tool call: the parser reports none (streamed fragments are already out)
     elif req.ignore_eos and req.tool is None:
         finish = "length"  # ignore_eos runs to max_tokens, which vLLM reports as "length"
+    if finish == "stop":
+        tokens.append(Tok("eos", "<|im_end|>"))
     return Plan(tokens, finish, tool_calls)
+
+
+def counted(group: list[Tok]) -> int:
+    """The tokens of a group that count in usage and metrics (all but the end-of-sequence marker)."""
+    return sum(1 for tok in group if tok.kind != "eos")
 
 
 def chat_delta(group: list[Tok], reasoning_field: str) -> dict[str, Any]:
@@ -811,7 +820,7 @@ class Metrics:
         """Start every counter at zero."""
         self.prompt_tokens = 0
         self.generation_tokens = 0
-        self.success: dict[str, int] = {"stop": 0, "length": 0, "abort": 0, "error": 0}
+        self.success: dict[str, int] = {"stop": 0, "length": 0, "abort": 0, "error": 0, "repetition": 0}
         self.ttft = Histogram(
             "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS
         )
@@ -836,16 +845,19 @@ class Metrics:
             "# TYPE vllm:kv_cache_usage_perc gauge",
             f"vllm:kv_cache_usage_perc{{{labels}}} {engine.kv_usage()}",
             "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
-            "# TYPE vllm:prompt_tokens counter",
+            "# TYPE vllm:prompt_tokens_total counter",
             f"vllm:prompt_tokens_total{{{labels}}} {float(self.prompt_tokens)}",
             "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
-            "# TYPE vllm:generation_tokens counter",
+            "# TYPE vllm:generation_tokens_total counter",
             f"vllm:generation_tokens_total{{{labels}}} {float(self.generation_tokens)}",
             "# HELP vllm:request_success_total Count of successfully processed requests.",
-            "# TYPE vllm:request_success counter",
+            "# TYPE vllm:request_success_total counter",
         ]
-        for reason, n in self.success.items():
-            lines.append(f'vllm:request_success_total{{{labels},finished_reason="{reason}"}} {float(n)}')
+        for reason, n in self.success.items():  # prometheus_client writes the labels sorted by name
+            lines.append(
+                f'vllm:request_success_total{{engine="0",finished_reason="{reason}",model_name="{model_name}"}} '
+                f"{float(n)}"
+            )
         for hist in (self.ttft, self.itl, self.e2e):
             lines.extend(hist.render(labels))
         return "\n".join(lines) + "\n"
@@ -941,7 +953,7 @@ class Engine:
             self.metrics.prompt_tokens += prompt_tokens
             for gi, group in enumerate(groups):
                 emitted += len(group)
-                visible += 1 if any(t.kind != "hidden" for t in group) else 0
+                visible += 1 if any(t.kind not in ("hidden", "eos") for t in group) else 0
                 await _sleep_until(t_recv + ttft + max(0, visible - 1) * itl)
                 if gi == 0:
                     self.decoding += 1
@@ -1044,6 +1056,16 @@ class HttpError(Exception):
         self.err_type = err_type
         self.param = param
         self.raw = raw
+        self.validation = False
+
+
+def validation_error(detail: str, param: str | None) -> HttpError:
+    """A request body that fails validation, as vLLM's RequestValidationError handler answers it: 400, type
+    ``Bad Request``, the pydantic location as ``param``, and the OpenAI error shape on every path (also on
+    ``/v1/messages``, where other errors have Anthropic's shape)."""
+    exc = HttpError(400, f"1 validation error:\n  {detail}", err_type="Bad Request", param=param)
+    exc.validation = True
+    return exc
 
 
 @dataclasses.dataclass
@@ -1074,7 +1096,13 @@ class Request:
         try:
             value = json.loads(self.body or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HttpError(400, f"JSON decode error: {exc}") from None
+            # pydantic's json_invalid error: the location is the character offset where decoding failed
+            reason, where = (
+                (exc.msg, f"body.{exc.pos}") if isinstance(exc, json.JSONDecodeError) else (str(exc), "body")
+            )
+            detail = {"type": "json_invalid", "loc": where, "msg": "JSON decode error", "input": "<dict of 0 items>",
+                      "ctx": {"error": reason}}  # fmt: skip
+            raise validation_error(repr(detail), where) from None
         if not isinstance(value, dict):
             raise HttpError(400, "The request body must be a JSON object.")
         return value
@@ -1133,6 +1161,11 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
     lines.append("server: uvicorn")
     lines.extend(f"{k}: {v}" for k, v in headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def random_id() -> str:
+    """A random id as vLLM 0.32 makes them (16 hex digits: chatcmpl-..., cmpl-..., modelperm-...)."""
+    return uuid.uuid4().hex[:16]
 
 
 def _dumps(obj: Any) -> str:
@@ -1266,6 +1299,15 @@ class App:
         self.model = args.model
         self.served = list(args.served_model_name or [args.model])
         self.api_keys = list(args.api_key or ([os.environ["VLLM_API_KEY"]] if os.environ.get("VLLM_API_KEY") else []))
+        # vLLM's default --fingerprint-mode full: vllm-<version>[-tp<N>...]-<8 hex of the config hash>, fixed per server
+        parallel = "".join(
+            f"-{tag}{size}"
+            for tag, size in (
+                ("tp", args.tensor_parallel_size), ("pp", args.pipeline_parallel_size), ("dp", args.data_parallel_size)
+            )
+            if size > 1
+        )  # fmt: skip
+        self.system_fingerprint = f"vllm-{settings.version}{parallel}-{uuid.uuid4().hex[:8]}"
         self.metrics = Metrics()
         self.engine = Engine(settings, args.max_num_seqs, self.metrics)
         self.successes = 0
@@ -1340,9 +1382,13 @@ class App:
 
     async def dispatch(self, conn: Connection, req: Request) -> None:
         """Authenticate, route and answer one request."""
-        request_id = uuid.uuid4().hex
+        # vLLM takes a client's X-Request-Id as the request id (the response id is then chatcmpl-<it>); without one,
+        # the id is 16 random hex digits and --enable-request-id-headers answers a separate uuid4 (32 digits).
+        client_id = req.headers.get("x-request-id")
+        request_id = client_id or random_id()
         conn.started = False
-        conn.extra_headers = [("x-request-id", request_id)] if self.args.enable_request_id_headers else []
+        header_id = client_id or uuid.uuid4().hex
+        conn.extra_headers = [("x-request-id", header_id)] if self.args.enable_request_id_headers else []
         anthropic = req.path.startswith("/v1/messages")
         try:
             if req.method != "OPTIONS" and req.path.startswith(GUARDED_PREFIXES) and not self._authorized(req):
@@ -1352,7 +1398,7 @@ class App:
             if req.method == "POST" and req.path in JSON_ENDPOINTS:
                 media_type = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if media_type != "application/json":
-                    raise HttpError(400, "Unsupported Media Type: Only 'application/json' is allowed")
+                    raise validation_error("Unsupported Media Type: Only 'application/json' is allowed", None)
             if (
                 self.settings.error_after is not None
                 and req.method == "POST"
@@ -1379,7 +1425,7 @@ class App:
         except HttpError as exc:
             if exc.raw is not None:
                 body: Any = exc.raw
-            elif anthropic:
+            elif anthropic and not exc.validation:
                 body = {"type": "error", "error": {"type": exc.err_type, "message": exc.message}}
             else:
                 body = self.error_body(exc.status, exc.message, exc.err_type, exc.param)
@@ -1421,7 +1467,7 @@ class App:
     async def prometheus(self, conn: Connection, req: Request, request_id: str) -> int:
         """GET /metrics: Prometheus text exposition."""
         text = self.metrics.render(self.served[0], self.engine)
-        await conn.send(req, 200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        await conn.send(req, 200, text.encode(), "text/plain; version=1.0.0; charset=utf-8")
         return 200
 
     async def models(self, conn: Connection, req: Request, request_id: str) -> int:
@@ -1430,7 +1476,7 @@ class App:
         cards = []
         for name in self.served:
             permission = {
-                "id": f"modelperm-{uuid.uuid4().hex}",
+                "id": f"modelperm-{random_id()}",
                 "object": "model_permission",
                 "created": created,
                 "allow_create_engine": False,
@@ -1510,19 +1556,38 @@ class App:
 
     def _max_tokens(self, requested: Any, prompt_tokens: int, name: str = "max_tokens") -> int:
         limit = self.args.max_model_len
+        # vLLM checks the request's maximum first (request validation), then the prompt's length.
+        if requested is not None:
+            if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
+                raise HttpError(
+                    400,
+                    f"{name} must be at least 1, got {requested}. (parameter={name}, value={requested})",
+                    param=name,
+                )
+            if requested > limit:
+                raise HttpError(
+                    400,
+                    (
+                        f"{name}={requested} cannot be greater than max_model_len={limit}. Please request fewer "
+                        f"output tokens. (parameter={name}, value={requested})"
+                    ),
+                    param=name,
+                )
         if prompt_tokens >= limit:
+            shown = min(prompt_tokens, limit + 1)  # vLLM tokenizes at most one token beyond the limit
             raise HttpError(
                 400,
                 (
-                    f"This model's maximum context length is {limit} tokens. However, your request has "
-                    f"{prompt_tokens} input tokens. Please reduce the length of the input messages."
+                    f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+                    f"{shown} input tokens, which exceeds this limit even without any output tokens. Please reduce "
+                    f"the length of the input prompt. (parameter=input_tokens, value={shown})"
                 ),
                 param="input_tokens",
             )
         if requested is None:
             return limit - prompt_tokens
-        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
-            raise HttpError(400, f"{name} must be at least 1, got {requested}.", param=name)
+        # Real vLLM 0.32 serves this case (it caps the maximum at what the context leaves); tests/standin pins the
+        # older 400 (README.md: "What the stand-in deliberately does not model").
         if prompt_tokens + requested > limit:
             raise HttpError(
                 400,
@@ -1630,14 +1695,16 @@ class App:
         last = [None]  # time of the previous token chunk
 
         async def timed_emit(group: list[Tok], is_last: bool) -> None:
-            now = loop.time()
-            if last[0] is None:
-                self.metrics.ttft.observe(now - t_recv)
-            else:
-                self.metrics.itl.observe(now - last[0])
-            last[0] = now
-            self.metrics.generation_tokens += len(group)
-            trace.completion_tokens += len(group)
+            tokens = counted(group)
+            if tokens:
+                now = loop.time()
+                if last[0] is None:
+                    self.metrics.ttft.observe(now - t_recv)
+                else:
+                    self.metrics.itl.observe(now - last[0])
+                last[0] = now
+            self.metrics.generation_tokens += tokens
+            trace.completion_tokens += tokens
             await emit(group, is_last)
 
         try:
@@ -1662,14 +1729,17 @@ class App:
         body = req.json()
         model_name = self._check_model(body)
         messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise HttpError(400, "`messages` must be a non-empty list", param="messages")
+        if not isinstance(messages, list):
+            raise HttpError(400, "`messages` must be a list", param="messages")
+        if not messages:
+            raise HttpError(400, "Cannot apply chat template to an empty conversation. Provide at least one message.")
         if isinstance(body.get("n"), int) and body["n"] > 1:
             raise HttpError(400, "n > 1 is not supported by the vLLM stand-in", param="n")
         tools = body.get("tools")
         prompt_ids = encode(render_chat(messages, tools, bool(body.get("add_generation_prompt", True))))
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
-        max_tokens = self._max_tokens(requested, len(prompt_ids))
+        name = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
+        max_tokens = self._max_tokens(requested, len(prompt_ids), name)
         last = messages[-1] if isinstance(messages[-1], dict) else {}
         tool = self._pick_tool(tools, body.get("tool_choice"), str(last.get("role", "")), anthropic=False)
         history = sum(len(m.get("tool_calls") or []) for m in messages if isinstance(m, dict))
@@ -1679,8 +1749,16 @@ class App:
         self._log_request(trace.request_id, messages)
         created = int(time.time())
         reasoning_field = self.settings.reasoning_field
+        # vLLM counts the thinking tokens (also when include_reasoning hides them) only with a reasoning parser.
+        reasoning_tokens = sum(1 for t in plan.tokens if t.kind == "reasoning")
+        details = {"reasoning_tokens": reasoning_tokens} if self.args.reasoning_parser else None
         if body.get("include_reasoning") is False:
             plan.tokens = [Tok("hidden", t.text) if t.kind == "reasoning" else t for t in plan.tokens]
+        tool_choice = body.get("tool_choice")
+        forced = tool is not None and (tool_choice == "required" or isinstance(tool_choice, dict))
+        finish_reason = plan.finish_reason
+        if isinstance(tool_choice, dict) and finish_reason == "tool_calls":
+            finish_reason = "stop"  # as in OpenAI's API: "stop" for a named tool call
         if not stream:
             collected: list[Tok] = []
 
@@ -1691,7 +1769,7 @@ class App:
             delta = chat_delta(collected, reasoning_field)
             message: dict[str, Any] = {
                 "role": "assistant",
-                "content": delta.get("content"),
+                "content": delta.get("content") or ("" if forced else None),
                 "refusal": None,
                 "annotations": None,
                 "audio": None,
@@ -1709,6 +1787,7 @@ class App:
                 "total_tokens": trace.prompt_tokens + trace.completion_tokens,
                 "completion_tokens": trace.completion_tokens,
                 "prompt_tokens_details": None,
+                "completion_tokens_details": details,
             }
             reply = {
                 "id": trace.request_id,
@@ -1720,17 +1799,21 @@ class App:
                         "index": 0,
                         "message": message,
                         "logprobs": None,
-                        "finish_reason": plan.finish_reason,
+                        "finish_reason": finish_reason,
                         "stop_reason": None,
                         "token_ids": None,
+                        "routed_experts": None,
                     }
                 ],
                 "service_tier": None,
-                "system_fingerprint": None,
+                "system_fingerprint": self.system_fingerprint,
                 "usage": usage,
                 "prompt_logprobs": None,
                 "prompt_token_ids": None,
+                "prompt_text": None,
                 "kv_transfer_params": None,
+                "ec_transfer_params": None,
+                "metrics": None,
             }
             await conn.send_json(req, 200, reply)
             return 200
@@ -1742,6 +1825,8 @@ class App:
         await conn.start_stream(req)
 
         def usage_now() -> dict[str, int]:
+            # Real vLLM adds completion_tokens_details here too; tests/standin pins this usage chunk without it
+            # (README.md: "What the stand-in deliberately does not model").
             return {
                 "prompt_tokens": trace.prompt_tokens,
                 "total_tokens": trace.prompt_tokens + trace.completion_tokens,
@@ -1752,7 +1837,8 @@ class App:
 
         async def emit(group: list[Tok], is_last: bool) -> None:
             if trace.role_chunk_t is None:
-                # vLLM sends the role-only chunk with the first engine output, i.e. at first-token time.
+                # vLLM sends the role-only chunk with the first engine output, i.e. at first-token time; only that
+                # chunk carries prompt_token_ids and prompt_text (null unless asked for).
                 chunk: dict[str, Any] = dict(
                     head,
                     choices=[
@@ -1763,6 +1849,8 @@ class App:
                             "finish_reason": None,
                         }
                     ],
+                    prompt_token_ids=None,
+                    prompt_text=None,
                 )
                 if continuous:
                     chunk["usage"] = {
@@ -1773,27 +1861,33 @@ class App:
                 trace.role_chunk_t = await conn.event("data: " + _dumps(chunk) + "\n\n")
             delta = chat_delta(group, reasoning_field)
             if not delta and not is_last:
-                pending[0] += len(group)
+                pending[0] += counted(group)
                 return  # tokens a parser swallowed (markers) produce no chunk
             choice = {
                 "index": 0,
                 "delta": delta,
                 "logprobs": None,
-                "finish_reason": plan.finish_reason if is_last else None,
+                "finish_reason": finish_reason if is_last else None,
             }
             if is_last:
                 choice["stop_reason"] = None
+            choice["token_ids"] = None
             chunk = dict(head, choices=[choice])
+            if is_last and not include_usage:
+                chunk["system_fingerprint"] = self.system_fingerprint  # on the last chunk before [DONE]
             if continuous:
                 chunk["usage"] = usage_now()
             t = await conn.event("data: " + _dumps(chunk) + "\n\n")
-            trace.chunk_t.append(t)
-            trace.chunk_tokens.append(len(group) + pending[0])
+            tokens = counted(group) + pending[0]
+            if tokens:  # the end-of-sequence chunk alone carries no token
+                trace.chunk_t.append(t)
+                trace.chunk_tokens.append(tokens)
             pending[0] = 0
 
         await self._run(trace, plan, emit)
         if include_usage:
-            await conn.event("data: " + _dumps(dict(head, choices=[], usage=usage_now())) + "\n\n")
+            last_chunk = dict(head, choices=[], usage=usage_now(), system_fingerprint=self.system_fingerprint)
+            await conn.event("data: " + _dumps(last_chunk) + "\n\n")
         await conn.event("data: [DONE]\n\n")
         await conn.end_stream()
         return 200
@@ -1815,7 +1909,10 @@ class App:
             exact_answer=exact,
             seed=self._seed(body),
             # Kimi's chat template reads `thinking`: false leaves the thinking out (vLLM then answers reasoning: null).
-            with_reasoning=not (isinstance(body.get("chat_template_kwargs"), dict) and body["chat_template_kwargs"].get("thinking") is False),
+            with_reasoning=not (
+                isinstance(body.get("chat_template_kwargs"), dict)
+                and body["chat_template_kwargs"].get("thinking") is False
+            ),
         )
 
     def _log_request(self, request_id: str, prompt: Any) -> None:
@@ -1863,7 +1960,7 @@ class App:
             texts: list[str] = []
 
             async def collect(group: list[Tok], is_last: bool) -> None:
-                texts.extend(t.text for t in group)
+                texts.extend(t.text for t in group if t.kind != "eos")
 
             await self._run(trace, plan, collect)
             usage = {
@@ -1871,6 +1968,7 @@ class App:
                 "total_tokens": trace.prompt_tokens + trace.completion_tokens,
                 "completion_tokens": trace.completion_tokens,
                 "prompt_tokens_details": None,
+                "completion_tokens_details": None,
             }
             reply = dict(
                 head,
@@ -1881,11 +1979,18 @@ class App:
                         "logprobs": None,
                         "finish_reason": plan.finish_reason,
                         "stop_reason": None,
+                        "token_ids": None,
                         "prompt_logprobs": None,
+                        "prompt_token_ids": None,
+                        "routed_experts": None,
                     }
                 ],
+                service_tier=None,
+                system_fingerprint=self.system_fingerprint,
                 usage=usage,
-                system_fingerprint=None,
+                kv_transfer_params=None,
+                ec_transfer_params=None,
+                metrics=None,
             )
             await conn.send_json(req, 200, reply)
             return 200
@@ -1897,14 +2002,20 @@ class App:
         async def emit(group: list[Tok], is_last: bool) -> None:
             choice = {
                 "index": 0,
-                "text": "".join(t.text for t in group),
+                "text": "".join(t.text for t in group if t.kind != "eos"),
                 "logprobs": None,
                 "finish_reason": plan.finish_reason if is_last else None,
                 "stop_reason": None,
+                "prompt_token_ids": None,
+                "token_ids": None,
             }
-            t = await conn.event("data: " + _dumps(dict(head, choices=[choice])) + "\n\n")
-            trace.chunk_t.append(t)
-            trace.chunk_tokens.append(len(group))
+            chunk = dict(head, choices=[choice])
+            if is_last and not include_usage:
+                chunk["system_fingerprint"] = self.system_fingerprint
+            t = await conn.event("data: " + _dumps(chunk) + "\n\n")
+            if counted(group):
+                trace.chunk_t.append(t)
+                trace.chunk_tokens.append(counted(group))
 
         await self._run(trace, plan, emit)
         if include_usage:
@@ -1913,7 +2024,8 @@ class App:
                 "total_tokens": trace.prompt_tokens + trace.completion_tokens,
                 "completion_tokens": trace.completion_tokens,
             }
-            await conn.event("data: " + _dumps(dict(head, choices=[], usage=usage)) + "\n\n")
+            last_chunk = dict(head, choices=[], usage=usage, system_fingerprint=self.system_fingerprint)
+            await conn.event("data: " + _dumps(last_chunk) + "\n\n")
         await conn.event("data: [DONE]\n\n")
         await conn.end_stream()
         return 200
@@ -1943,11 +2055,13 @@ class App:
     async def messages(self, conn: Connection, req: Request, request_id: str) -> int:
         """POST /v1/messages: the Anthropic Messages API as vLLM serves it."""
         body = req.json()
+        if "max_tokens" not in body:  # the request model's validation comes before everything else
+            detail = {"type": "missing", "loc": "body.max_tokens", "msg": "Field required",
+                      "input": f"<dict of {len(body)} items>"}  # fmt: skip
+            raise validation_error(repr(detail), "body.max_tokens")
         model_name = self._check_model(body)
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise HttpError(400, "`messages` must be a non-empty list")
-        if "max_tokens" not in body:
-            raise HttpError(400, "`max_tokens` is required")
         chat = anthropic_to_chat(body)
         tools = [
             {
@@ -1962,7 +2076,8 @@ class App:
             if isinstance(t, dict)
         ]
         prompt_ids = encode(render_chat(chat, tools or None))
-        max_tokens = self._max_tokens(body.get("max_tokens"), len(prompt_ids))
+        # vLLM turns the request into a chat completion with max_completion_tokens, and its errors name that
+        max_tokens = self._max_tokens(body.get("max_tokens"), len(prompt_ids), "max_completion_tokens")
         raw_last = body["messages"][-1] if isinstance(body["messages"][-1], dict) else {}
         last_role = str(raw_last.get("role", ""))
         last_content = raw_last.get("content")
@@ -2004,6 +2119,9 @@ class App:
                     # vLLM's converter calls json.loads on the arguments and answers 500 when they are broken.
                     raise HttpError(500, str(exc), err_type="internal_error") from None
                 content.append({"type": "tool_use", "id": call["id"], "name": call["name"], "input": tool_input})
+            if not content:
+                content.append({"type": "text", "text": ""})  # vLLM's shape for an empty completion
+            # vLLM serializes this reply without its null fields: no stop_sequence
             reply = {
                 "id": trace.request_id,
                 "type": "message",
@@ -2011,7 +2129,6 @@ class App:
                 "content": content,
                 "model": model_name,
                 "stop_reason": stop_reason,
-                "stop_sequence": None,
                 "usage": {"input_tokens": trace.prompt_tokens, "output_tokens": trace.completion_tokens},
             }
             await conn.send_json(req, 200, reply)
@@ -2120,17 +2237,17 @@ class App:
                         )
                     )
             if not events:
-                pending[0] += len(group)
+                pending[0] += counted(group)
                 return
             t = await conn.event("".join(events))
             if trace.role_chunk_t is None:
                 trace.role_chunk_t = t
-            if any(tok.kind != "hidden" for tok in group):
+            if any(tok.kind not in ("hidden", "eos") for tok in group):
                 trace.chunk_t.append(t)
-                trace.chunk_tokens.append(len(group) + pending[0])
+                trace.chunk_tokens.append(counted(group) + pending[0])
                 pending[0] = 0
             else:
-                pending[0] += len(group)
+                pending[0] += counted(group)
 
         await self._run(trace, plan, emit)
         tail = stop_block()
