@@ -11,11 +11,8 @@ can see is compared, not the text (the models differ): status codes, content typ
 OpenAI streams by what their chunks carry, since vLLM merges deltas when it lags: :func:`openai_stream`), id formats,
 the values that say what happened (finish and stop reasons, error types and params), and the ``/metrics`` families.
 
-Differences the stand-in does not model on purpose are skipped by name in ``NOT_MODELLED``; differences that the
-stand-in's own tests pin (tests/standin/test_standin.py asserts the older behaviour) in ``PINNED_BY_STANDIN_TESTS``;
-both lists are in tests/standin/README.md ("What the stand-in deliberately does not model"). Differences that are
-not a key (a status, a message) and are pinned the same way are strict xfails: the day the stand-in changes, they
-fail and must be turned into plain cases.
+Differences the stand-in does not model on purpose are skipped by name in ``NOT_MODELLED`` (listed in
+tests/standin/README.md, "What the stand-in deliberately does not model"); everything else a case shows is compared.
 
 Skipped only when Docker is absent. A real image that cannot be built, or a server that does not start, fails.
 """
@@ -59,23 +56,7 @@ START_TIMEOUT_S = 600
 NOT_MODELLED = {
     "GET /version $.standin": "the stand-in says what it is (`standin: true`); the real server has no such key",
 }
-PINNED_BY_STANDIN_TESTS = {
-    "POST /v1/chat/completions $.choices[].message.tool_calls": (
-        "real vLLM leaves `tool_calls` out of a message without calls; the stand-in sends `[]`, which "
-        "test_standin.py asserts (test_chat_nonstream_reasoning_and_exact_reply, test_tool_choice_variants, "
-        "test_bug_tool_markers_in_content)"
-    ),
-    "POST /v1/chat/completions (stream) $.usage.completion_tokens_details": (
-        "real vLLM's usage chunk carries `completion_tokens_details: {reasoning_tokens}` as the plain answer does "
-        "(the stand-in has it there); test_chat_stream_framing_reasoning_and_usage asserts the stand-in's usage "
-        "chunk is exactly `{prompt_tokens, total_tokens, completion_tokens}`"
-    ),
-    "POST /v1/messages/count_tokens $.context_management": (
-        "real vLLM adds `context_management: {original_input_tokens}`; test_anthropic_plain_and_count_tokens "
-        "asserts the stand-in's answer is exactly `{input_tokens}`"
-    ),
-}
-SKIPPED = {**NOT_MODELLED, **PINNED_BY_STANDIN_TESTS}
+SKIPPED = NOT_MODELLED
 
 # Values that must be equal on both servers wherever they occur (the rest is compared by type only).
 SAME_VALUE_PATHS = (
@@ -314,6 +295,7 @@ class Case:
     auth: str = "bearer"
     headers: tuple[tuple[str, str], ...] = ()
     ids: tuple[tuple[str, str], ...] = ()  # id formats of this case, in place of those in ID_FORMATS
+    same: tuple[str, ...] = ()  # paths whose values must be equal in this case, beyond SAME_VALUE_PATHS
 
     @property
     def endpoint(self) -> str:
@@ -383,13 +365,26 @@ CASES = {
         "POST", "/tokenize", {"model": MODEL, "messages": chat()["messages"], "add_generation_prompt": True}, "none"
     ),
     "detokenize": Case("POST", "/detokenize", {"model": MODEL, "tokens": [104, 105]}, auth="none"),
-    # errors
-    "unknown-model-chat": Case("POST", "/v1/chat/completions", dict(chat(), model="gpt-4")),
-    "unknown-model-messages": Case("POST", "/v1/messages", dict(messages(), model="claude-opus")),
-    "unknown-model-tokenize": Case("POST", "/tokenize", {"model": "gpt-4", "prompt": "x"}, auth="none"),
+    "detokenize-out-of-vocabulary": Case(  # 200 {"prompt": ""}: the id decodes to nothing
+        "POST", "/detokenize", {"model": MODEL, "tokens": [99_999_999]}, auth="none", same=("$.prompt",)
+    ),
+    "detokenize-out-of-vocabulary-between": Case(  # "hi": only the unknown id is dropped
+        "POST", "/detokenize", {"model": MODEL, "tokens": [104, 99_999_999, 105]}, auth="none", same=("$.prompt",)
+    ),
+    # errors (the 404 ends `Valid aliases: kimi-k2.7-code.`)
+    "unknown-model-chat": Case("POST", "/v1/chat/completions", dict(chat(), model="gpt-4"), same=("$.error.message",)),
+    "unknown-model-messages": Case(
+        "POST", "/v1/messages", dict(messages(), model="claude-opus"), same=("$.error.message",)
+    ),
+    "unknown-model-tokenize": Case(
+        "POST", "/tokenize", {"model": "gpt-4", "prompt": "x"}, auth="none", same=("$.error.message",)
+    ),
     "too-long-chat": Case("POST", "/v1/chat/completions", chat(max_tokens=300_000)),
     "too-long-messages": Case("POST", "/v1/messages", messages(max_tokens=300_000)),
     "prompt-too-long-chat": Case("POST", "/v1/chat/completions", chat("x" * 263_000, max_tokens=10)),
+    # max_tokens within max_model_len, prompt + max_tokens beyond it: served (200), the maximum capped at what the
+    # context leaves (vLLM 0.32's get_max_tokens); only max_tokens > max_model_len is refused (too-long-chat)
+    "prompt-plus-max-tokens-beyond-context": Case("POST", "/v1/chat/completions", chat(max_tokens=262_144)),
     "max-tokens-zero": Case("POST", "/v1/chat/completions", chat(max_tokens=0)),
     "empty-messages": Case("POST", "/v1/chat/completions", dict(chat(), messages=[])),
     "messages-no-max-tokens": Case("POST", "/v1/messages", {"model": MODEL, "messages": messages()["messages"]}),
@@ -415,45 +410,6 @@ CASES = {
     "no-key-unknown-v1-path": Case("GET", "/v1/nothing-here", auth="none"),
     "no-key-load": Case("GET", "/load", auth="none"),
     "no-key-ping": Case("GET", "/ping", auth="none"),
-}
-
-
-# Pinned by tests/standin/test_standin.py, and not a key: the stand-in answers the older way. Each is a strict xfail
-# that compares only the point in question (the rest of the answer is a case above): the day the stand-in changes,
-# it passes, fails as XPASS, and belongs in CASES.
-def _status(answer: Answer) -> int:
-    return answer.status
-
-
-def _lists_served_names(answer: Answer) -> bool:
-    return f"Valid aliases: {MODEL}." in answer.json()["error"]["message"]
-
-
-PINNED_CASES = {
-    "unknown-model-lists-names": (
-        Case("POST", "/v1/chat/completions", dict(chat(), model="gpt-4")),
-        _lists_served_names,
-        (
-            "real vLLM 0.32.0 ends the 404 message with `Valid aliases: kimi-k2.7-code.`; test_chat_errors asserts "
-            "the stand-in's exact older message `The model `gpt-4` does not exist.`"
-        ),
-    ),
-    "detokenize-out-of-vocabulary": (
-        Case("POST", "/detokenize", {"model": MODEL, "tokens": [99_999_999]}, auth="none"),
-        _status,
-        (
-            "real vLLM answers 200 `{prompt: ''}` for an id outside the vocabulary; the stand-in 400, which "
-            "test_tokenize_detokenize_and_chat_count_agree asserts"
-        ),
-    ),
-    "prompt-plus-max-tokens-beyond-context": (
-        Case("POST", "/v1/chat/completions", chat(max_tokens=262_144)),
-        _status,
-        (
-            "real vLLM 0.32.0 refuses only max_tokens > max_model_len and serves prompt + max_tokens beyond it "
-            "(200); the stand-in answers 400, which test_chat_errors asserts"
-        ),
-    ),
 }
 
 
@@ -553,6 +509,8 @@ def comparable(answer: Answer, case: Case) -> dict[str, Any]:
         doc = answer.json()
         seen["shape"] = shape(doc, case.endpoint)
         seen["values"] = same_values(doc)
+        if case.same:
+            seen["same"] = {path: values_at(doc, path) for path in case.same}
     else:
         seen["body"] = answer.body.decode(errors="replace")
     return seen
@@ -596,19 +554,6 @@ def test_standin_answers_like_real_vllm(servers: Pair, name: str) -> None:
     assert id_errors(standin, case, "stand-in") == []
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=why))
-        for name, (_c, _p, why) in PINNED_CASES.items()
-    ],
-)
-def test_pinned_difference_is_still_there(servers: Pair, name: str) -> None:
-    case, probe, _why = PINNED_CASES[name]
-    real, standin = both(servers, case)
-    assert probe(standin) == probe(real)
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_reasoning_is_in_reasoning_on_both(servers: Pair, stream: bool) -> None:
     # The shapes above are equal; this says which name they agree on: `reasoning`, never `reasoning_content`.
@@ -624,7 +569,8 @@ def test_reasoning_is_in_reasoning_on_both(servers: Pair, stream: bool) -> None:
 
 
 def metric_families(text: str) -> dict[str, dict[str, Any]]:
-    """Prometheus text by family: its TYPE and HELP, the label names of its samples, its histogram bounds."""
+    """Prometheus text by family: its TYPE and HELP, the label names of its samples (in order), its histogram
+    bounds."""
     families: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         if line.startswith(("# TYPE ", "# HELP ")):
@@ -636,7 +582,8 @@ def metric_families(text: str) -> dict[str, dict[str, Any]]:
             name, labels = match.group(1), dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
             family = next((f for f in (name, *(name.removesuffix(s) for s in ("_bucket", "_count", "_sum")))
                            if f in families), name)  # fmt: skip
-            families.setdefault(family, {"labels": set(), "le": []})["labels"].add(tuple(sorted(labels)))
+            # label names in the order written (prometheus_client sorts them: engine, le, model_name)
+            families.setdefault(family, {"labels": set(), "le": []})["labels"].add(tuple(labels))
             if "le" in labels and labels["le"] not in families[family]["le"]:
                 families[family]["le"].append(labels["le"])
     return families

@@ -480,25 +480,27 @@ def encode(text: str) -> list[int]:
 
 
 def decode(ids: Iterable[int]) -> str:
-    """Turn toy token ids back into text; raise ValueError on an id outside the vocabulary."""
+    """Turn toy token ids back into text; an id outside the vocabulary decodes to nothing (as a Hugging Face tokenizer
+    does); raise ValueError on a negative id or one that is not an integer."""
     out: list[str] = []
     pending = bytearray()
     for token in ids:
-        if not isinstance(token, int) or isinstance(token, bool):
-            raise ValueError(f"token ids must be integers, got {token!r}")
+        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+            raise ValueError(f"token ids must be non-negative integers, got {token!r}")
         if 0 <= token < 256:
             pending.append(token)
             continue
+        if token in _SPECIAL_BY_ID:
+            piece = _SPECIAL_BY_ID[token]
+        elif WORD_ID_BASE <= token < WORD_ID_BASE + 2 * len(VOCAB):
+            index, bare = divmod(token - WORD_ID_BASE, 2)
+            piece = VOCAB[index] if bare else " " + VOCAB[index]
+        else:
+            continue  # outside the vocabulary: nothing
         if pending:
             out.append(pending.decode("utf-8", errors="replace"))
             pending.clear()
-        if token in _SPECIAL_BY_ID:
-            out.append(_SPECIAL_BY_ID[token])
-        elif WORD_ID_BASE <= token < WORD_ID_BASE + 2 * len(VOCAB):
-            index, bare = divmod(token - WORD_ID_BASE, 2)
-            out.append(VOCAB[index] if bare else " " + VOCAB[index])
-        else:
-            raise ValueError(f"token id {token} is out of vocabulary")
+        out.append(piece)
     if pending:
         out.append(pending.decode("utf-8", errors="replace"))
     return "".join(out)
@@ -800,14 +802,18 @@ class Histogram:
                 self.counts[i] += 1
                 break
 
-    def render(self, labels: str) -> list[str]:
-        """Return the exposition lines (cumulative buckets, sum, count)."""
+    def render(self, engine: str, model_name: str) -> list[str]:
+        """Return the exposition lines (cumulative buckets, count, sum), labels sorted by name as prometheus_client
+        writes them (``engine``, ``le``, ``model_name``)."""
+        labels = f'engine="{engine}",model_name="{model_name}"'
         lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"]
         running = 0
         for bound, n in zip(self.buckets, self.counts, strict=True):
             running += n
-            lines.append(f'{self.name}_bucket{{{labels},le="{bound}"}} {float(running)}')
-        lines.append(f'{self.name}_bucket{{{labels},le="+Inf"}} {float(self.count)}')
+            lines.append(
+                f'{self.name}_bucket{{engine="{engine}",le="{bound}",model_name="{model_name}"}} {float(running)}'
+            )
+        lines.append(f'{self.name}_bucket{{engine="{engine}",le="+Inf",model_name="{model_name}"}} {float(self.count)}')
         lines.append(f"{self.name}_count{{{labels}}} {float(self.count)}")
         lines.append(f"{self.name}_sum{{{labels}}} {self.total}")
         return lines
@@ -859,7 +865,7 @@ class Metrics:
                 f"{float(n)}"
             )
         for hist in (self.ttft, self.itl, self.e2e):
-            lines.extend(hist.render(labels))
+            lines.extend(hist.render("0", model_name))
         return "\n".join(lines) + "\n"
 
 
@@ -1510,7 +1516,12 @@ class App:
         if not model:
             return self.served[0]
         if model not in self.served:
-            raise HttpError(404, f"The model `{model}` does not exist.", err_type="NotFoundError", param="model")
+            raise HttpError(
+                404,
+                f"The model `{model}` does not exist. Valid aliases: {', '.join(self.served)}.",
+                err_type="NotFoundError",
+                param="model",
+            )
         return str(model)
 
     async def tokenize(self, conn: Connection, req: Request, request_id: str) -> int:
@@ -1584,21 +1595,9 @@ class App:
                 ),
                 param="input_tokens",
             )
-        if requested is None:
-            return limit - prompt_tokens
-        # Real vLLM 0.32 serves this case (it caps the maximum at what the context leaves); tests/standin pins the
-        # older 400 (README.md: "What the stand-in deliberately does not model").
-        if prompt_tokens + requested > limit:
-            raise HttpError(
-                400,
-                (
-                    f"'max_tokens' or 'max_completion_tokens' is too large: {requested}. This model's "
-                    f"maximum context length is {limit} tokens and your request has {prompt_tokens} "
-                    f"input tokens ({requested} > {limit} - {prompt_tokens})."
-                ),
-                param=name,
-            )
-        return requested
+        # vLLM 0.32's get_max_tokens: the maximum is what the context leaves when the request asks for more (or for
+        # nothing); prompt + maximum beyond the context is served, not refused (older vLLM answered 400).
+        return limit - prompt_tokens if requested is None else min(requested, limit - prompt_tokens)
 
     def _seed(self, body: dict[str, Any]) -> int:
         seed = body.get("seed")
@@ -1752,6 +1751,7 @@ class App:
         # vLLM counts the thinking tokens (also when include_reasoning hides them) only with a reasoning parser.
         reasoning_tokens = sum(1 for t in plan.tokens if t.kind == "reasoning")
         details = {"reasoning_tokens": reasoning_tokens} if self.args.reasoning_parser else None
+        is_reasoning = [t.kind == "reasoning" for t in plan.tokens]  # before include_reasoning: false hides them
         if body.get("include_reasoning") is False:
             plan.tokens = [Tok("hidden", t.text) if t.kind == "reasoning" else t for t in plan.tokens]
         tool_choice = body.get("tool_choice")
@@ -1774,14 +1774,13 @@ class App:
                 "annotations": None,
                 "audio": None,
                 "function_call": None,
-                "tool_calls": [],
-                reasoning_field: delta.get(reasoning_field),
             }
-            if plan.tool_calls:
+            if plan.tool_calls:  # vLLM's ChatMessage leaves an empty tool_calls list out
                 message["tool_calls"] = [
                     {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
                     for c in plan.tool_calls
                 ]
+            message[reasoning_field] = delta.get(reasoning_field)
             usage = {
                 "prompt_tokens": trace.prompt_tokens,
                 "total_tokens": trace.prompt_tokens + trace.completion_tokens,
@@ -1824,14 +1823,22 @@ class App:
         head = {"id": trace.request_id, "object": "chat.completion.chunk", "created": created, "model": model_name}
         await conn.start_stream(req)
 
-        def usage_now() -> dict[str, int]:
-            # Real vLLM adds completion_tokens_details here too; tests/standin pins this usage chunk without it
-            # (README.md: "What the stand-in deliberately does not model").
-            return {
+        # vLLM counts the reasoning tokens generated so far for continuous usage stats, all of them at the end.
+        reasoning_seen = [0, 0]  # plan tokens emitted, reasoning tokens among them
+
+        def usage_now(completion: int, reasoning: int, final: bool = False) -> dict[str, Any]:
+            usage: dict[str, Any] = {
                 "prompt_tokens": trace.prompt_tokens,
-                "total_tokens": trace.prompt_tokens + trace.completion_tokens,
-                "completion_tokens": trace.completion_tokens,
+                "total_tokens": trace.prompt_tokens + completion,
+                "completion_tokens": completion,
             }
+            # Continuous usage chunks always carry the key (null without a reasoning parser); vLLM writes the final
+            # usage chunk without null fields, so there it is only with a parser.
+            if self.args.reasoning_parser:
+                usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+            elif not final:
+                usage["completion_tokens_details"] = None
+            return usage
 
         pending = [0]  # swallowed tokens since the last chunk, reported with the next one in the truth log
 
@@ -1853,12 +1860,11 @@ class App:
                     prompt_text=None,
                 )
                 if continuous:
-                    chunk["usage"] = {
-                        "prompt_tokens": trace.prompt_tokens,
-                        "total_tokens": trace.prompt_tokens,
-                        "completion_tokens": 0,
-                    }
+                    chunk["usage"] = usage_now(0, 0)  # as vLLM's role chunk: nothing generated yet
                 trace.role_chunk_t = await conn.event("data: " + _dumps(chunk) + "\n\n")
+            seen = reasoning_seen[0]
+            reasoning_seen[0] += len(group)
+            reasoning_seen[1] += sum(is_reasoning[seen : seen + len(group)])
             delta = chat_delta(group, reasoning_field)
             if not delta and not is_last:
                 pending[0] += counted(group)
@@ -1876,7 +1882,7 @@ class App:
             if is_last and not include_usage:
                 chunk["system_fingerprint"] = self.system_fingerprint  # on the last chunk before [DONE]
             if continuous:
-                chunk["usage"] = usage_now()
+                chunk["usage"] = usage_now(trace.completion_tokens, reasoning_seen[1])
             t = await conn.event("data: " + _dumps(chunk) + "\n\n")
             tokens = counted(group) + pending[0]
             if tokens:  # the end-of-sequence chunk alone carries no token
@@ -1886,7 +1892,12 @@ class App:
 
         await self._run(trace, plan, emit)
         if include_usage:
-            last_chunk = dict(head, choices=[], usage=usage_now(), system_fingerprint=self.system_fingerprint)
+            last_chunk = dict(
+                head,
+                choices=[],
+                usage=usage_now(trace.completion_tokens, reasoning_tokens, final=True),
+                system_fingerprint=self.system_fingerprint,
+            )
             await conn.event("data: " + _dumps(last_chunk) + "\n\n")
         await conn.event("data: [DONE]\n\n")
         await conn.end_stream()
@@ -2049,7 +2060,8 @@ class App:
             if isinstance(t, dict)
         ]
         ids = encode(render_chat(anthropic_to_chat(body), tools or None))
-        await conn.send_json(req, 200, {"input_tokens": len(ids)})
+        reply = {"input_tokens": len(ids), "context_management": {"original_input_tokens": len(ids)}}
+        await conn.send_json(req, 200, reply)
         return 200
 
     async def messages(self, conn: Connection, req: Request, request_id: str) -> int:
