@@ -40,7 +40,7 @@ description:
   - A check that does not apply is reported as skipped and counts as passed. V(auth) is skipped without O(api_key).
   - When the server cannot be reached at all, the checks after the first failed connection are reported as not run,
     with the same cause.
-  - The probes ask for short answers, at most O(probe_max_tokens) tokens each (thinking included: Kimi-K2.7-Code
+  - The probes ask for short answers, at most O(probe_max_tokens) tokens each (thinking included, as Kimi-K2.7-Code
     always thinks first).
     On a real model the V(chat), V(stream), V(reasoning), V(tools), V(anthropic) and V(smoke) checks make nine
     generation requests in all, one after the other.
@@ -273,7 +273,7 @@ def main() -> None:
             "expect_models": {"type": "list", "elements": "str", "default": []},
             "expect_max_model_len": {"type": "int"},
             "checks": {"type": "list", "elements": "str", "choices": list(CHECKS), "default": list(DEFAULT_CHECKS)},
-            "probe_max_tokens": {"type": "int", "default": 2048},
+            "probe_max_tokens": {"type": "int", "default": 2048, "no_log": False},  # a count, not a secret
             "timeout": {"type": "float", "default": 120},
         },
         supports_check_mode=True,

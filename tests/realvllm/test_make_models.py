@@ -241,7 +241,7 @@ def generate(model, tokenizer, messages, steps=60, stop=True, temperature=None, 
     generator = torch.Generator().manual_seed(seed)
     written, margins = [], []
     with torch.no_grad():
-        for _ in range(steps):
+        for _step in range(steps):
             logits = model(sequence).logits[0, -1]
             top = torch.topk(logits, 2).values
             margins.append(float(top[0] - top[1]))
