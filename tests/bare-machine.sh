@@ -39,7 +39,7 @@ echo "bare-machine: removing this repository's images and stopping its local reg
 bash "$repo/tests/registry/stop.sh" >/dev/null 2>&1 || true
 docker ps -aq --filter label=kimi.vllm.sim | xargs -r docker rm -f >/dev/null
 ours=$(docker image ls --format '{{.Repository}}:{{.Tag}}' \
-  | grep -E '^(kimi-vllm/(base|sim-node|standin|compat-newest|vllm-cpu)|127\.0\.0\.1:5000/)' || true)
+  | grep -v ':<none>$' | grep -E '^(kimi-vllm/(base|sim-node|standin|compat-newest|vllm-cpu)|127\.0\.0\.1:5000/)' || true)
 [ -z "$ours" ] || docker image rm -f $ours >/dev/null
 
 work=/var/tmp/kimi-bare/$(date +%Y%m%d-%H%M%S)-$what
