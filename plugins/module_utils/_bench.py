@@ -33,8 +33,6 @@ import json
 import math
 import random
 import re
-import selectors
-import sys
 import time
 
 from ansible_collections.kimi.vllm.plugins.module_utils._openai import ClientError, HTTPStatusError, snippet
@@ -188,6 +186,9 @@ class RequestRecord:
 
     ``output_tokens`` is ``usage.completion_tokens`` (None when the server sent no usage); ``events`` counts token
     events; ``text`` is the streamed text, kept only when there was no usage (to count its tokens afterwards).
+    ``stamp`` says where the event times came from (``kernel``: the kernel's receive time of each socket read;
+    ``read``: the time each read returned); ``shared`` counts token events that came in one read after another
+    token event of the same request, and so carry that read's time, which is the arrival of its last segment.
     """
 
     __slots__ = (
@@ -198,6 +199,8 @@ class RequestRecord:
         "latency",
         "output_tokens",
         "prompt_len",
+        "shared",
+        "stamp",
         "start",
         "success",
         "text",
@@ -217,6 +220,8 @@ class RequestRecord:
         self.success = False
         self.error = ""
         self.text = None
+        self.stamp = ""
+        self.shared = 0
 
     @property
     def queue_time(self) -> float:
@@ -301,12 +306,24 @@ def peak_rates(records):
     return float(max(tokens)), int(max(concurrent))
 
 
+def timestamp_sources(records) -> dict:
+    """Where the successful requests' event times came from, and how many token events shared a socket read."""
+    done = [r for r in records if r.success]
+    return {
+        "kernel_receive_time": sum(1 for r in done if r.stamp == "kernel"),
+        "read_return_time": sum(1 for r in done if r.stamp == "read"),
+        "token_events": sum(r.events for r in done),
+        "sharing_a_read": sum(r.shared for r in done),
+    }
+
+
 def compute_metrics(records, duration: float, percentiles=(99,), count_tokens=None) -> dict:
     """vLLM's ``calculate_metrics`` and the result keys ``benchmark()`` builds from them.
 
     Returns the keys from ``duration`` on (see :data:`RESULT_HEAD_KEYS`) followed by ``{mean,median,std,pNN}_{ttft,
-    tpot,itl}_ms``, plus ``_output_tokens_counted_by`` (how output tokens were counted) and ``_e2el`` (E2EL
-    statistics, which vLLM prints only when asked), both of which :func:`result_document` moves out of vLLM's keys.
+    tpot,itl}_ms``, plus ``_output_tokens_counted_by`` (how output tokens were counted), ``_timestamps``
+    (:func:`timestamp_sources`) and ``_e2el`` (E2EL statistics, which vLLM prints only when asked), which the caller
+    moves out of vLLM's keys (into ``kimi_vllm``).
     """
     lengths, methods = output_lengths(records, count_tokens)
     total_input = 0
@@ -345,6 +362,7 @@ def compute_metrics(records, duration: float, percentiles=(99,), count_tokens=No
         for stat, value in summarize(values, percentiles).items():
             out[f"{stat}_{name}_ms"] = value
     out["_output_tokens_counted_by"] = methods
+    out["_timestamps"] = timestamp_sources(records)
     out["_e2el"] = summarize(e2els, percentiles)
     out["_distributions"] = {
         "ttft_ms": quantiles_ms(ttfts),
@@ -634,10 +652,14 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
     """Send one streamed request and fill ``rec`` as vLLM's request functions do.
 
     The start is taken just before the request is written (``stream_callback`` writes it before its first
-    suspension, on a pooled connection when one is idle), and every event is stamped with the time its socket read
-    arrived: the kernel's receive time where the connection gives it, else the time the read returned. So neither
-    the client's own parsing nor a late wake-up of the event loop moves TTFT or ITL. The raw token chunks are kept
-    until the usage chunk arrives; only without usage is their text decoded, to count its tokens.
+    suspension, on a pooled connection when one is idle). Every event is stamped with the arrival of the socket read
+    that brought it: the kernel's receive time where the connection gives it (plain http on Linux), else the time
+    the read returned. The event loop reads a socket as soon as it is readable, so where the server sends one event
+    per segment a read carries one event and that segment's time, whatever the client's parsing costs. A read that
+    carries several token events (the client fell behind, or the server wrote them together) gives them all the
+    time of its last segment: the kernel merges queued segments and keeps only the newest one's time, so no earlier
+    time exists to give. Those events are counted in ``rec.shared``; their gaps read as 0. The raw token chunks are
+    kept until the usage chunk arrives; only without usage is their text decoded, to count its tokens.
     """
     decode = json.JSONDecoder().decode
     token_text = chat_token_text if chat else completion_token_text
@@ -648,6 +670,7 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
     state = [None, 0.0, 0]  # first token event, last token event, token events
 
     def on_read(t, batch):
+        before = state[2]
         for _name, data in batch:
             if data[:1] != b"{":  # data: [DONE], or a keep-alive
                 continue
@@ -672,10 +695,12 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
                 state[1] = t
                 state[2] += 1
                 raw.append(data)
+        if state[2] - before > 1:
+            rec.shared += state[2] - before - 1
 
     rec.start = start = time.perf_counter()
     try:
-        await client.stream_callback(path, on_read, content=body, timeout=timeout)
+        kernel = await client.stream_callback(path, on_read, content=body, timeout=timeout)
     except HTTPStatusError as exc:
         rec.error = client.redact(f"HTTP {exc.status} {exc.reason}: {exc.error_message()}")
         return
@@ -687,6 +712,7 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
         return
     first, last, events = state
     rec.events = events
+    rec.stamp = "kernel" if kernel else "read"
     if first is None:
         rec.error = "Never received a valid chunk to calculate TTFT."
         return
@@ -697,58 +723,6 @@ async def measure_request(client, path: str, body: bytes, rec: RequestRecord, ch
         rec.text = "".join(
             token_text(choices[0]) or "" for choices in (decode(d.decode("utf-8")).get("choices") for d in raw)
         )
-
-
-class PacedSelector(selectors.DefaultSelector):
-    """An event-loop selector that wakes the process at most once per ``pace`` seconds while it is idle.
-
-    One token per chunk over hundreds of streams means thousands of wake-ups a second, each costing more CPU than
-    the chunk it brings. Waiting ``pace`` before polling lets several reads come in together. Only for connections
-    whose reads carry the kernel's receive time (``stream_callback`` on plain http, Linux), where the wait moves no
-    timestamp; a loop with ready callbacks (timeout 0) never waits.
-    """
-
-    def __init__(self, pace: float) -> None:
-        """Wait at most ``pace`` seconds between polls."""
-        super().__init__()
-        self.pace = pace
-        self._next = 0.0
-
-    def select(self, timeout=None):
-        """Sleep until the next pace boundary (within ``timeout``), then poll."""
-        if timeout is None or timeout > 0:
-            wait = self._next - time.perf_counter()
-            if wait > 0:
-                if timeout is not None:
-                    wait = min(wait, timeout)
-                    timeout -= wait
-                time.sleep(wait)
-        ready = super().select(timeout)
-        self._next = time.perf_counter() + self.pace
-        return ready
-
-
-# How long an idle benchmark loop waits before it polls again, where reads carry the kernel's receive time. 5 ms
-# halves the client's CPU per token at 32 and 256 streams of one token per chunk (docs/benchmarks.md) and moves no
-# timestamp; it only lets a freed concurrency slot wait up to 5 ms for its next request.
-PACE_SECONDS = 0.005
-
-
-def pace_for(url: str) -> float:
-    """:data:`PACE_SECONDS` where ``stream_callback`` gets kernel timestamps (plain http on Linux), else 0."""
-    return PACE_SECONDS if url.lower().startswith("http://") and sys.platform.startswith("linux") else 0.0
-
-
-def run_paced(coro, pace: float):
-    """Run ``coro`` on a new event loop whose selector is a :class:`PacedSelector` (plain ``asyncio.run`` for 0)."""
-    if not pace:
-        return asyncio.run(coro)
-    loop = asyncio.SelectorEventLoop(PacedSelector(pace))
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 async def run_load(client, endpoint: str, bodies, prompt_lens, *, max_concurrency, arrivals, timeout=None):

@@ -360,6 +360,17 @@ distributions:
   description: Quantiles (C([[percent, ms], ...])) of TTFT, TPOT, ITL and E2EL, for plots.
   returned: unless check mode
   type: dict
+timestamps:
+  description:
+    - With O(engine=native), where the token event times came from, in requests (C(kernel_receive_time), the
+      kernel's receive time of each socket read, on plain http on Linux; C(read_return_time), when the read
+      returned, over https), and C(token_events) and C(sharing_a_read), the token events that came in one socket
+      read after another of the same request and so carry that read's time (their ITL reads 0). Many of those
+      mean the client fell behind the server (or the server writes several tokens at once), and ITL is then
+      under-measured; docs/benchmarks.md says how close the client is to the wire.
+    - V(null) with O(engine=vllm).
+  returned: unless check mode
+  type: dict
 sweep:
   description: One entry per O(sweep) concurrency with C(max_concurrency), C(metrics) and C(slo_missed).
   returned: always
@@ -771,7 +782,7 @@ class Bench:
                 results = [] if self.module.check_mode else self.vllm(concurrencies)
                 out["command"] = self.command if results else []
             else:
-                results = _bench.run_paced(self.native(concurrencies), _bench.pace_for(p["url"]))
+                results = asyncio.run(self.native(concurrencies))
         except BenchError as exc:
             out.update(server=self.server, simulated=self.simulated)
             self.module.fail_json(msg=str(exc), **out)
@@ -785,6 +796,7 @@ class Bench:
         for conc, metrics, errors in results:
             counted = metrics.pop("_output_tokens_counted_by", {})
             e2el = metrics.pop("_e2el", None)
+            stamps = metrics.pop("_timestamps", None)
             dists = metrics.pop("_distributions", None)
             point = _bench.scalar_metrics(metrics)
             missed = _bench.meets_slo(point, p["slo"]) if p["slo"] else []
@@ -794,6 +806,7 @@ class Bench:
                 "server": self.server,
                 "dataset": dict(self.dataset, output_tokens_counted_by=counted),
                 "e2el_ms": e2el,
+                "timestamps": stamps,
                 "distributions": dists,
                 "errors": errors[:10],
             }
@@ -815,6 +828,7 @@ class Bench:
             metrics=json_safe(point),
             result=doc,
             distributions=json_safe(dists),
+            timestamps=(doc.get("kimi_vllm") or {}).get("timestamps"),
             baseline_ratio=comparison["ratios"],
             checks=comparison["checks"],
             failed_metrics=comparison["failed"],

@@ -469,4 +469,3 @@ def test_stream_callback_over_https_reads_through_the_transport(tmp_path):
     assert rec.success, rec.error
     assert rec.events == 3
     assert rec.output_tokens == 3
-    assert _bench.pace_for("https://x") == 0.0  # no kernel timestamps over TLS: no pacing
