@@ -5,7 +5,8 @@
 #   demo  what `make demo` / `make sim-up` need: debootstrap (the simulated nodes' base image),
 #         docker-registry (the local registry on 127.0.0.1:5000 the stand-in image is pulled from),
 #         curl (the registry scripts), python3-venv (the .venv) and ca-certificates
-#   test  the same, plus chromium (renders the benchmark report in a test) and openssl (TLS unit tests)
+#   test  the same, plus chromium (renders the benchmark report in a test), openssl (TLS unit tests) and tshark
+#         (dumpcap and tshark: the benchmarks' wire truth, benchmarks/wire.py, checked by tests/unit/test_wire.py)
 #
 # As root, the missing packages are installed with apt-get. Otherwise the exact `sudo apt-get install ...`
 # line is printed and the script exits 1, so that make stops before anything half-works.
@@ -16,7 +17,7 @@ set -euo pipefail
 what=${1:-}
 case "$what" in
   demo) packages=(debootstrap docker-registry curl ca-certificates) ;;
-  test) packages=(debootstrap docker-registry curl ca-certificates chromium openssl) ;;
+  test) packages=(debootstrap docker-registry curl ca-certificates chromium openssl tshark) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 # `python3 -m venv` needs ensurepip, which Debian ships separately; a Python that has it (pyenv, a

@@ -12,7 +12,8 @@
 # Prints the time to ready. One server at a time: a server this script started before is replaced.
 # env: REALVLLM_IMAGE (default: tests/realvllm/build.sh's image, built if missing), REALVLLM_NAME (kimi-realvllm),
 #      REALVLLM_TIMEOUT (900 s), REALVLLM_COMPILE_CACHE (.build/realvllm/vllm-cache, mounted at /root/.cache/vllm
-#      to keep vLLM's compile cache; empty: none), VLLM_API_KEY (passed on, and used for the wait)
+#      to keep vLLM's compile cache; empty: none), VLLM_API_KEY (passed on, and used for the wait),
+#      REALVLLM_CPUS (docker --cpuset-cpus, e.g. 0: the server's cores; benchmarks keep the client off them)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -66,6 +67,7 @@ run=(--name "$name" --label "$label=$name" --network host --ipc host -v "$mount"
 # vLLM's compile cache outlives the container: a restart is ~15 s shorter (55-66 s against 73-75 s here; its AOT
 # cache still fails to load on 0.32.0 CPU, "'function' object has no attribute 'finalize_loading'", and recompiles).
 if [ -n "$compile_cache" ]; then mkdir -p "$compile_cache"; run+=(-v "$compile_cache:/root/.cache/vllm"); fi
+if [ -n "${REALVLLM_CPUS:-}" ]; then run+=(--cpuset-cpus "$REALVLLM_CPUS"); fi
 # The key goes by name into the container and through stdin to curl: never onto a command line.
 if [ -n "${VLLM_API_KEY:-}" ]; then run+=(-e VLLM_API_KEY); fi
 models_answer() {
