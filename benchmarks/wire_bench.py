@@ -295,7 +295,12 @@ def main() -> None:
     ap.add_argument("--capture-kb", type=int, default=2_000_000)
     ap.add_argument("--keep-captures", action="store_true")
     ap.add_argument("--out", default=str(REPO / ".build" / "wire-bench.json"))
+    ap.add_argument("--tables", nargs="+", metavar="JSON", help="only print the tables of these reports (merged)")
     args = ap.parse_args()
+    if args.tables:
+        runs = [row for path in args.tables for row in json.loads(Path(path).read_text())["runs"]]
+        print(tables({"runs": runs}))
+        return
     args.image = args.image or sh([str(REPO / "tests" / "realvllm" / "build.sh")])
     clients = args.clients.split(",")
     native_client.import_collection()  # wire's token rule comes from the collection

@@ -773,12 +773,13 @@ class AsyncClient:
                 yield t, data
 
     # -- low-overhead streaming (added for vllm_bench) -----------------------------------------------------------
-    # Why (docs/benchmarks.md, "Cost"): stream_reads costs a future, a task step and an async-generator hop per
-    # socket read, and its timestamps are only right if the process wakes up for every read. With hundreds of
-    # streams of one token per chunk that per-read path is the whole cost of a benchmark client. stream_callback
-    # hands each read straight from the event loop's reader callback to ``on_read``, and on plain TCP (Linux) stamps
-    # it with the kernel's receive time (SO_TIMESTAMPNS), so that a loop which wakes up less often (several reads per
-    # wake-up) moves no timestamp. Nothing else in the client changes; vllm_verify does not use it.
+    # Why (docs/benchmarks.md): stream_reads costs a future, a task step and an async-generator hop per socket
+    # read, which at hundreds of streams of one token per chunk is the whole cost of a benchmark client.
+    # stream_callback hands each read straight from the event loop's reader callback to ``on_read``, and on plain
+    # TCP (Linux) stamps it with the kernel's receive time (SO_TIMESTAMPNS), so that the client's own parsing and a
+    # late wake-up move no timestamp. It does not make batching harmless: segments that wait in the socket are
+    # merged by the kernel under the newest one's time, so the loop must read each socket as soon as it is readable
+    # (a 5 ms poll pace once put every token of a batch at the last one's time). vllm_verify does not use it.
 
     async def stream_callback(
         self,
@@ -795,12 +796,12 @@ class AsyncClient:
         """Send a request whose answer is an SSE stream; call ``on_read(t, events)`` once per socket read.
 
         ``t`` and ``events`` are as in :meth:`stream_reads`, except that ``t`` is the kernel's receive time of the
-        read's last packet, on the ``time.perf_counter()`` scale, when ``kernel_timestamps`` and the connection allow
-        it (plain http on Linux). Over https the reads come through :meth:`stream_reads` (TLS records cannot be read
-        past the transport). The whole answer, head included, is read this way, so a first event that comes with
-        the head is stamped alike. The request is written before the first suspension: take the start timestamp just
-        before awaiting this. Errors as :meth:`stream_reads`; an exception raised by ``on_read`` ends the stream and
-        is raised here. Returns whether kernel timestamps were used.
+        read's last packet (the only time the kernel keeps for segments it merged), on the ``perf_counter()`` scale,
+        when ``kernel_timestamps`` and the connection allow it (plain http on Linux). Over https the reads come through
+        :meth:`stream_reads` (TLS records cannot be read past the transport). The whole answer, head included, is read
+        this way, so a first event that comes with the head is stamped alike. The request is written before the first
+        suspension: take the start timestamp just before awaiting this. Errors as :meth:`stream_reads`; an exception
+        raised by ``on_read`` ends the stream and is raised here. Returns whether kernel timestamps were used.
         """
         timeout = self.timeout if timeout is None else timeout
         if self._ssl is not None:  # TLS records cannot be read past the transport: the stream_reads path, per read
