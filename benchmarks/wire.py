@@ -112,22 +112,24 @@ class Capture:
             time.sleep(self.settle)
             self.proc.send_signal(signal.SIGINT)
         try:
-            rest, _ = self.proc.communicate(timeout=30)
+            _out, rest = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rest, _ = self.proc.communicate()
+            _out, rest = self.proc.communicate()
         self.stderr = rest or ""
-        m = re.search(r"Packets received/dropped on interface [^:]*: (\d+)/(\d+)", self.stderr)
+        m = re.search(r"Packets received/dropped on interface '.*?': (\d+)/(\d+)", self.stderr)
         if m:
             self.packets, self.dropped = int(m.group(1)), int(m.group(2))
 
     def check(self) -> None:
-        """Raise :class:`WireError` unless the capture is whole."""
+        """Raise :class:`WireError` unless the capture is whole (and dumpcap said so)."""
         if self.cut:
             raise WireError(
                 f"the capture stopped at its limit ({self.seconds} s or {self.max_kb} kB) before the run ended: "
                 "raise seconds / max_kb"
             )
+        if self.dropped is None:
+            raise WireError(f"dumpcap did not report its packet counts: {self.stderr.strip()[-300:] or 'no output'}")
         if self.dropped:
             raise WireError(f"the kernel dropped {self.dropped} of {self.packets} packets: the capture is not whole")
 
