@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 # Flags each role variable owns; extra args may not repeat them (the variable is the one place to set them).
 MANAGED_FLAGS = {
@@ -34,12 +35,45 @@ MANAGED_FLAGS = {
 }
 
 
+_BOOLS = ("vllm_server_trust_remote_code", "vllm_server_enable_auto_tool_choice")
+_NUMBERS = {
+    "vllm_server_tensor_parallel_size": int,
+    "vllm_server_max_model_len": int,
+    "vllm_server_gpu_memory_utilization": float,
+}
+
+
+def _typed(cfg):
+    """``cfg`` with booleans and numbers given as strings (``-e key=value``) made booleans and numbers.
+
+    Without this, ``-e vllm_server_trust_remote_code=false`` would be a true string and add the flag, and
+    ``-e vllm_server_max_model_len=0`` would add ``--max-model-len 0``.
+    """
+    out = dict(cfg)
+    for key in _BOOLS:
+        if key in out and isinstance(out[key], str):
+            try:
+                out[key] = boolean(out[key], strict=True)
+            except TypeError:
+                raise AnsibleFilterError(f"{key} must be a boolean (true or false), found {out[key]!r}") from None
+    for key, kind in _NUMBERS.items():
+        if key in out and isinstance(out[key], str):
+            try:
+                value = kind(out[key])
+            except ValueError:
+                raise AnsibleFilterError(f"{key} must be a number, found {out[key]!r}") from None
+            # a whole number written without a point stays an int, as YAML reads it (so the spec compares equal)
+            out[key] = int(value) if kind is float and value.is_integer() and "." not in out[key] else value
+    return out
+
+
 def vllm_serve_args(cfg):
     """The arguments after the image (its ENTRYPOINT is ``vllm serve``), in the seed's order.
 
     With the role's defaults this is exactly the seed's list. The API key is not here: it goes to the
     container as VLLM_API_KEY, which vLLM reads when --api-key is absent, so it never shows in a process list.
     """
+    cfg = _typed(cfg)
     names = cfg.get("vllm_server_served_model_names") or []
     if cfg.get("vllm_server_enable_auto_tool_choice") and not cfg.get("vllm_server_tool_call_parser"):
         raise AnsibleFilterError(

@@ -101,7 +101,8 @@ def test_deploy_replace_rollback_without_printing_secrets(client, secrets_file):
     slow = {"vllm_server_env": {"STANDIN_LOAD_SECONDS": "7"}, "vllm_server_ready_step": 2}
     first = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, **slow))
     outputs.append(first.stdout + first.stderr)
-    assert first.stdout.count(f"{NAME} loading:") >= 2, first.stdout[-3000:]
+    # one flat until loop: a RETRYING line per step, each step's result (server state) at -v
+    assert first.stdout.count(f"RETRYING: [localhost]: Wait for the server to serve, one step per retry: {NAME}") >= 2
     assert "not answering yet" in first.stdout
     container = client.inspect_container(NAME)
     assert container["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
@@ -135,3 +136,89 @@ def test_deploy_replace_rollback_without_printing_secrets(client, secrets_file):
     for text in outputs:
         assert API_KEY not in text
         assert HF_TOKEN not in text
+
+
+def container_id():
+    return docker.from_env().api.inspect_container(NAME)["Id"]
+
+
+def served_names(key=API_KEY):
+    status, models = get("/v1/models", key)
+    assert status == 200, status
+    return [card["id"] for card in models["data"]]
+
+
+def test_numbers_from_the_command_line_are_numbers(client, secrets_file):
+    """`-e key=value` gives strings: an unchanged server stays, a replace waits with the string timeout."""
+    ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))  # converge (the rollback left another env)
+    before = container_id()
+    same = ansible_playbook(
+        "server_on_localhost.yml", *server_vars(secrets_file), "-e", f"vllm_server_port={PORT}",
+        "-e", "vllm_server_ready_timeout=120", "-e", "vllm_server_ready_step=5", "-e", "vllm_server_check_cuda=false",
+    )  # fmt: skip
+    assert "changed=0" in same.stdout
+    assert container_id() == before
+    names = ["kimi-k2.7-code", "strings-kimi"]
+    replaced = ansible_playbook(
+        "server_on_localhost.yml", *server_vars(secrets_file, vllm_server_served_model_names=names),
+        "-e", "vllm_server_ready_timeout=120", "-e", f"vllm_server_port={PORT}",
+    )  # fmt: skip
+    assert API_KEY not in replaced.stdout + replaced.stderr
+    assert served_names() == names
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"vllm_server_port": 70000}, "vllm_server_port"),
+        ({"vllm_server_tensor_parallel_size": 0}, "vllm_server_tensor_parallel_size"),
+        ({"vllm_server_gpu_memory_utilization": 7.5}, "vllm_server_gpu_memory_utilization"),
+        ({"vllm_server_model_cache": "hf-cache"}, "vllm_server_model_cache"),
+        ({"vllm_server_env": {"OMP_NUM_THREADS": 8}}, "vllm_server_env"),
+        ({"vllm_server_ready_timeout": "two hours"}, "vllm_server_ready_timeout"),
+    ],
+)
+def test_bad_input_is_refused_before_the_server_is_touched(client, secrets_file, overrides, variable):
+    before = container_id()
+    names = served_names()
+    run = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, **overrides), check=False)
+    assert run.returncode != 0
+    assert f"{variable} must be" in run.stdout, run.stdout[-3000:]
+    assert container_id() == before
+    assert served_names() == names
+
+
+def test_a_key_rotation_whose_new_server_crashes_restores_the_old_one_with_its_key(client, secrets_file, tmp_path):
+    """The restore waits with the kept server's own key: the old server answers to the old key, and the run says so."""
+    names = served_names()
+    new_key = "sk-kimi-rotated-9e7d3b1f"
+    rotated = tmp_path / "rotated.json"
+    rotated.write_text(json.dumps({"vllm_server_api_key": new_key, "vllm_server_hf_token": HF_TOKEN}))
+    crash = {"vllm_server_env": {"STANDIN_LOAD_SECONDS": "1", "STANDIN_FAULT": "crash_on_load"}}
+    run = ansible_playbook("server_on_localhost.yml", *server_vars(rotated, **crash), check=False)
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "was restored and is serving again" in text, text[-4000:]
+    assert served_names(API_KEY) == names
+    assert get("/v1/models", new_key)[0] == 401
+    for secret in (API_KEY, new_key, HF_TOKEN):
+        assert secret not in text
+
+
+def test_a_hang_of_400_steps_ends_in_a_clean_failure_and_a_restore(client, secrets_file):
+    """The wait is a flat loop: 400 one-second steps (a recursive include died near 250) fail cleanly and restore."""
+    names = served_names()
+    hang = {
+        "vllm_server_env": {"STANDIN_LOAD_SECONDS": "1", "STANDIN_FAULT": "hang_on_load"},
+        "vllm_server_ready_step": 1,
+        "vllm_server_ready_timeout": 400,
+        "vllm_server_ready_poll_interval": 1,
+    }
+    run = ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, **hang), check=False)
+    text = run.stdout + run.stderr
+    assert run.returncode == 2, text[-3000:]  # a task failed; not 250 (RecursionError)
+    assert "RecursionError" not in text
+    assert "did not serve" in text and "within 400 s" in text
+    assert "was restored and is serving again" in text
+    assert "PLAY RECAP" in text
+    assert served_names() == names
