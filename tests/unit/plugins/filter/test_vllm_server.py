@@ -136,3 +136,27 @@ def test_env_subset():
     env = ["PATH=/usr/bin", "VLLM_API_KEY=k=with=equals", "HF_TOKEN=t", "NVIDIA_REQUIRE_CUDA=cuda>=12.8"]
     assert vs.env_subset(env, ["VLLM_API_KEY", "HF_TOKEN"]) == {"VLLM_API_KEY": "k=with=equals", "HF_TOKEN": "t"}
     assert vs.env_subset(None, ["X"]) == {}
+
+
+def test_command_line_strings_read_as_booleans_and_numbers():
+    """`-e key=value` gives strings: "false" must not add a flag, "0" must not add --max-model-len 0."""
+    as_strings = cfg(
+        vllm_server_trust_remote_code="false",
+        vllm_server_enable_auto_tool_choice="yes",
+        vllm_server_max_model_len="0",
+        vllm_server_gpu_memory_utilization="0.9",
+        vllm_server_tensor_parallel_size="8",
+    )
+    args = vs.vllm_serve_args(as_strings)
+    assert "--trust-remote-code" not in args
+    assert "--enable-auto-tool-choice" in args
+    assert "--max-model-len" not in args
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
+    typed = cfg(vllm_server_trust_remote_code=False, vllm_server_gpu_memory_utilization=0.9)
+    assert vs.vllm_serve_args(cfg(vllm_server_trust_remote_code="false", vllm_server_gpu_memory_utilization="0.9")) == (
+        vs.vllm_serve_args(typed)
+    )
+    with pytest.raises(AnsibleFilterError, match="vllm_server_trust_remote_code must be a boolean"):
+        vs.vllm_serve_args(cfg(vllm_server_trust_remote_code="maybe"))
+    with pytest.raises(AnsibleFilterError, match="vllm_server_max_model_len must be a number"):
+        vs.vllm_serve_args(cfg(vllm_server_max_model_len="lots"))
