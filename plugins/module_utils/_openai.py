@@ -24,13 +24,18 @@ Streaming API, for the benchmark:
 - :meth:`AsyncClient.stream_events` yields ``(t, data)`` per event, built on the above.
 - Nothing is parsed byte by byte: bodies are split with ``bytes.find``/``bytes.split`` on ``\\r\\n`` and ``\\n\\n``.
 - Timeouts cost one timer per request, not a task per read (``asyncio.wait_for`` before Python 3.12 wraps every
-  awaited read in a task): a watchdog aborts the connection once no byte has arrived for ``timeout`` seconds.
+  awaited read in a task): a watchdog aborts the connection once no byte has arrived for ``timeout`` seconds, or
+  once the request's total ``deadline`` (when one is given) has passed. The idle timeout alone does not bound a
+  request: a server that sends a byte now and then restarts it with every byte.
+- What a server sends is bounded: a response head at :data:`MAX_HEAD_BYTES`, a plain body at :data:`MAX_BODY_BYTES`,
+  one SSE event at :data:`MAX_EVENT_BYTES`; of an error body only the first :data:`MAX_ERROR_BODY_BYTES` are kept.
 - The request is written when iteration starts; take your start timestamp just before the first ``__anext__``.
 
 Errors are typed (:class:`ConnectError`, :class:`RequestTimeoutError`, :class:`HTTPStatusError`,
-:class:`ProtocolError`, all :class:`ClientError`; :class:`ConnectTimeoutError` is both of the first two) and their
-messages name the method and URL. The API key is sent only as ``Authorization: Bearer`` and is scrubbed from every
-message this module builds; request headers are never echoed.
+:class:`ProtocolError`, all :class:`ClientError`; :class:`ConnectTimeoutError` is both of the first two,
+:class:`RequestDeadlineError` a :class:`RequestTimeoutError`) and their messages name the method and URL. The API key
+is sent only as ``Authorization: Bearer`` and is scrubbed from every message this module builds, server text
+included (a server may echo the key back); request headers are never echoed.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ from urllib.parse import urlsplit
 READ_SIZE = 65536
 MAX_HEAD_BYTES = 65536
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# One SSE event (vLLM's largest are a few KiB: a final chunk with usage, or one with logprobs).
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+# Of an error body, this much is kept (and quoted from); the rest is not read.
+MAX_ERROR_BODY_BYTES = 64 * 1024
 # An error body is quoted in messages up to this many characters.
 SNIPPET_CHARS = 300
 USER_AGENT = "kimi.vllm"
@@ -79,20 +88,32 @@ class ConnectTimeoutError(RequestTimeoutError, ConnectError):
     """No connection within the timeout (a firewall that drops packets, a host that is down)."""
 
 
+class RequestDeadlineError(RequestTimeoutError):
+    """The request's total deadline passed, connect included, however steadily bytes were arriving.
+
+    Not a :class:`ConnectError` even when it passed while connecting: the deadline cut the wait short, so it says
+    nothing about whether the server can be reached.
+    """
+
+
 class HTTPStatusError(ClientError):
     """The server answered with a status of 400 or more (or an unexpected one for a stream)."""
 
-    def __init__(self, message: str, url: str, status: int, reason: str, body: bytes, headers: dict) -> None:
-        """Keep the status, reason, body and lower-cased headers."""
+    def __init__(
+        self, message: str, url: str, status: int, reason: str, body: bytes, headers: dict, redact=None
+    ) -> None:
+        """Keep the status, reason, body and lower-cased headers; ``redact`` scrubs :meth:`error_message`."""
         super().__init__(message, url)
         self.status = status
         self.reason = reason
         self.body = body
         self.headers = headers
+        self._redact = redact
 
     def error_message(self) -> str:
         """The server's own error text, from the JSON shapes vLLM and FastAPI use, or the start of the body."""
-        return error_text(self.body)
+        text = error_text(self.body)
+        return self._redact(text) if self._redact is not None else text
 
 
 class ProtocolError(ClientError):
@@ -172,7 +193,7 @@ def status_error(method, url, status, reason, body, headers, redact) -> HTTPStat
     """An :class:`HTTPStatusError` whose message quotes the server's error text."""
     detail = error_text(body)
     msg = f"{method} {url}: HTTP {status} {reason}".rstrip() + (f": {detail}" if detail else "")
-    return HTTPStatusError(redact(msg), url, status, reason, body, headers)
+    return HTTPStatusError(redact(msg), url, status, reason, body, headers, redact)
 
 
 # ---- body framing ----------------------------------------------------------------------------------------------
@@ -289,24 +310,53 @@ class SSEParser:
     :meth:`feed` returns the events a piece of the body completes, each ``(event_name, data)`` as bytes; multi-line
     data is joined with ``\\n``; comments, ``id:`` and ``retry:`` are dropped. A block of only ``data: ...`` on one
     line (every vLLM chunk) takes a fast path without a per-line loop. Call :meth:`close` at the end of the body.
+
+    Linear in what it is fed: a read that completes its events (the usual case) is split where it lies, and the rest
+    of an event waits in a bytearray that grows by appending, in which only the newly fed bytes are searched for the
+    blank line that ends it. One event may be at most :data:`MAX_EVENT_BYTES`; beyond that :meth:`feed` raises
+    :class:`ValueError` (a server that never sends a blank line would otherwise be held in memory whole).
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_cr")
 
     def __init__(self) -> None:
         """No pending bytes."""
-        self._buf = b""
+        self._buf = bytearray()  # the start of an event: no blank line in it
+        self._cr = False  # the last byte fed was a CR, which became an LF: an LF right after it completes a CRLF
 
     def feed(self, data: bytes) -> list:
         """The complete events in ``data`` (and what was pending)."""
-        buf = self._buf + data if self._buf else data
-        tail = b""
-        if b"\r" in buf:
-            if buf.endswith(b"\r"):  # may be half of a CRLF whose LF is in the next read
-                buf, tail = buf[:-1], b"\r"
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop() + tail
+        if not data:
+            return []
+        if self._cr or b"\r" in data:
+            data = self._lf_only(data)
+        buf = self._buf
+        if buf and len(buf) < _SHORT_PENDING:  # cheaper joined than searched in place, and still bounded per read
+            data = bytes(buf) + data
+            buf.clear()
+        if buf:
+            start = len(buf) - 1  # a blank line can only begin at the pending part's last byte
+            buf += data
+            end = buf.rfind(b"\n\n", start)
+            if end < 0:
+                if len(buf) > MAX_EVENT_BYTES:
+                    raise _event_too_big(len(buf))
+                return []
+            done = bytes(buf[:end])
+            del buf[: end + 2]
+            blocks = done.split(b"\n\n")
+        else:
+            blocks = data.split(b"\n\n")
+            rest = blocks.pop()
+            if rest:
+                buf += rest
+            done = data
+        if len(buf) > MAX_EVENT_BYTES:
+            raise _event_too_big(len(buf))
+        if len(done) > MAX_EVENT_BYTES:  # one read of many events, or one event too big
+            biggest = max(len(block) for block in blocks)
+            if biggest > MAX_EVENT_BYTES:
+                raise _event_too_big(biggest)
         events = []
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block:
@@ -317,17 +367,34 @@ class SSEParser:
                     events.append(event)
         return events
 
+    def _lf_only(self, data: bytes) -> bytes:
+        """``data`` with CRLF and CR line ends made LF, each where it lies (an LF that ends a CRLF split between
+        two reads is dropped here, so nothing has to be held back)."""
+        if self._cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._cr = data.endswith(b"\r")
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
     def close(self) -> list:
-        """At the end of the body: the events a held-back CR completes (servers that end lines with a bare CR);
-        :class:`ValueError` when the body ended in the middle of an event."""
-        events = []
-        if self._buf.endswith(b"\r"):
-            self._buf = self._buf[:-1]
-            events = self.feed(b"\n")
-        pending = self._buf.strip(b"\r\n")
+        """At the end of the body: :class:`ValueError` when the body ended in the middle of an event; else no events
+        (kept as a list for callers that add it to what :meth:`feed` returned)."""
+        pending = self._buf.strip(b"\n")
+        self._buf = bytearray()
         if pending:
-            raise ValueError(f"the stream ended inside an event: {snippet(pending.decode('utf-8', 'replace'), 80)!r}")
-        return events
+            text = bytes(pending[:200]).decode("utf-8", "replace")
+            raise ValueError(f"the stream ended inside an event: {snippet(text, 80)!r}")
+        return []
+
+
+# A pending start of an event shorter than this is joined to the next read (one small copy per read).
+_SHORT_PENDING = 4096
+
+
+def _event_too_big(size: int) -> ValueError:
+    return ValueError(
+        f"the server sent {size} bytes without an event separator (a blank line); "
+        f"one event may be at most {MAX_EVENT_BYTES} bytes"
+    )
 
 
 def _parse_block(block: bytes):
@@ -353,26 +420,49 @@ def _parse_block(block: bytes):
 
 
 class _Connection:
-    """One keep-alive connection and the watchdog that enforces the idle timeout."""
+    """One keep-alive connection and the watchdog that enforces the idle timeout and the total deadline."""
 
-    __slots__ = ("_loop", "_watch", "last_activity", "reader", "reused", "timed_out", "timeout", "writer")
+    __slots__ = (
+        "_loop",
+        "_watch",
+        "deadline",
+        "deadline_at",
+        "deadline_passed",
+        "last_activity",
+        "reader",
+        "received",
+        "reused",
+        "timed_out",
+        "timeout",
+        "writer",
+    )
 
     def __init__(self, reader, writer) -> None:
         self.reader = reader
         self.writer = writer
         self.reused = False
         self.timed_out = False
+        self.deadline_passed = False
         self.last_activity = time.perf_counter()
         self._watch = None
         self._loop = None
         self.timeout = 0.0
+        self.deadline = None
+        self.deadline_at = None
+        self.received = 0  # bytes of the current answer, head included
 
-    def arm(self, timeout: float) -> None:
-        """Abort the connection once no byte has arrived for ``timeout`` seconds."""
-        self.last_activity = time.perf_counter()
+    def arm(self, timeout: float, deadline=None, deadline_at=None) -> None:
+        """Abort the connection once no byte has arrived for ``timeout`` seconds, or at ``deadline_at``
+        (``perf_counter()`` time; ``deadline`` is the seconds it stands for, for messages)."""
+        now = time.perf_counter()
+        self.last_activity = now
+        self.received = 0
         self.timeout = timeout
+        self.deadline = deadline
+        self.deadline_at = deadline_at
         self._loop = asyncio.get_running_loop()
-        self._watch = self._loop.call_later(timeout, self._check)
+        delay = timeout if deadline_at is None else min(timeout, deadline_at - now)
+        self._watch = self._loop.call_later(delay, self._check)
 
     def disarm(self) -> None:
         if self._watch is not None:
@@ -380,13 +470,19 @@ class _Connection:
             self._watch = None
 
     def _check(self) -> None:
-        idle = time.perf_counter() - self.last_activity
-        if idle >= self.timeout * 0.999:
+        now = time.perf_counter()
+        idle = now - self.last_activity
+        passed = self.deadline_at is not None and now >= self.deadline_at - 0.001
+        if passed or idle >= self.timeout * 0.999:
             self._watch = None
             self.timed_out = True
+            self.deadline_passed = passed
             self.writer.transport.abort()  # the pending read returns b"" (EOF); the caller sees timed_out
         else:
-            self._watch = self._loop.call_later(self.timeout - idle, self._check)
+            delay = self.timeout - idle
+            if self.deadline_at is not None:
+                delay = min(delay, self.deadline_at - now)
+            self._watch = self._loop.call_later(delay, self._check)
 
     def usable(self) -> bool:
         return not self.writer.transport.is_closing() and not self.reader.at_eof()
@@ -450,7 +546,10 @@ class AsyncClient:
 
     ``base_url`` is ``http[s]://host[:port][/prefix]``; request paths are appended to the prefix. ``timeout`` bounds
     the connection and every wait for the next bytes of an answer (so, for a non-streamed completion, the whole
-    generation). ``api_key`` is sent as ``Authorization: Bearer`` unless a call passes ``auth=False``.
+    generation). ``deadline`` (None: no limit) bounds each whole exchange, connect included, in seconds: a server
+    that keeps sending a byte now and then never trips ``timeout`` but does trip it. Each request may pass its own
+    ``timeout`` and ``deadline``; None takes these. ``api_key`` is sent as ``Authorization: Bearer`` unless a call
+    passes ``auth=False``.
     """
 
     def __init__(
@@ -459,6 +558,7 @@ class AsyncClient:
         *,
         api_key: str | None = None,
         timeout: float = 60.0,
+        deadline: float | None = None,
         validate_certs: bool = True,
         headers: dict | None = None,
         max_idle: int = 1024,
@@ -484,6 +584,7 @@ class AsyncClient:
         self.host_header = host_for_header if self.port == default_port else f"{host_for_header}:{self.port}"
         self.base_url = f"{self.scheme}://{self.host_header}{self.prefix}"
         self.timeout = float(timeout)
+        self.deadline = None if deadline is None else float(deadline)
         self._api_key = api_key or None
         self._ssl = None
         if self.scheme == "https":
@@ -507,6 +608,23 @@ class AsyncClient:
         """The full URL of ``path``."""
         return self.base_url + path
 
+    def _limits(self, timeout, deadline):
+        """``(timeout, deadline, deadline_at)`` of a request starting now: the client's defaults where None."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = self.deadline if deadline is None else deadline
+        return timeout, deadline, None if deadline is None else time.perf_counter() + deadline
+
+    def _deadline_error(self, method, url, deadline, received, where="") -> RequestDeadlineError:
+        shown = round(deadline, 2)  # a remaining time handed down (vllm_server_wait) has digits nobody needs
+        msg = f"{method} {url}: the total deadline ({shown:g} s) passed {where or f'after {received} bytes'}"
+        return RequestDeadlineError(self.redact(msg), url)
+
+    def _timeout_error(self, conn, method, url, idle_message) -> RequestTimeoutError:
+        """What a read that the watchdog cut short raises: the deadline's message, or ``idle_message``."""
+        if conn.deadline_passed:
+            return self._deadline_error(method, url, conn.deadline, conn.received)
+        return RequestTimeoutError(self.redact(idle_message), url)
+
     def _head_bytes(self, method, path, body, headers, auth, accept) -> bytes:
         head = (
             f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
@@ -520,13 +638,19 @@ class AsyncClient:
             head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         return (head + "\r\n").encode("utf-8")
 
-    async def _connect(self, method: str, url: str, timeout: float, fresh: bool = False) -> _Connection:
+    async def _connect(self, method, url, timeout, fresh=False, deadline=None, deadline_at=None) -> _Connection:
         while self._idle and not fresh:
             conn = self._idle.pop()
             if conn.usable():
                 conn.reused = True
                 return conn
             conn.close()
+        limit = timeout
+        if deadline_at is not None:
+            left = deadline_at - time.perf_counter()
+            if left <= 0:
+                raise self._deadline_error(method, url, deadline, 0, "before a connection was made")
+            limit = min(limit, left)
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -536,10 +660,12 @@ class AsyncClient:
                     server_hostname=self.host if self._ssl else None,
                     limit=READ_SIZE,
                 ),
-                timeout,
+                limit,
             )
         except asyncio.TimeoutError:
-            raise ConnectTimeoutError(f"{method} {url}: no connection within {timeout:g} s", url) from None
+            if limit < timeout:
+                raise self._deadline_error(method, url, deadline, 0, "before a connection was made") from None
+            raise ConnectTimeoutError(self.redact(f"{method} {url}: no connection within {timeout:g} s"), url) from None
         except ssl.SSLError as exc:
             hint = ""
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
@@ -549,7 +675,7 @@ class AsyncClient:
             raise ConnectError(self.redact(f"{method} {url}: TLS failed: {exc}{hint}"), url) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"{method} {url}: cannot connect: {reason}", url) from None
+            raise ConnectError(self.redact(f"{method} {url}: cannot connect: {reason}"), url) from None
         return _Connection(reader, writer)
 
     def _release(self, conn: _Connection, reusable: bool) -> None:
@@ -567,17 +693,19 @@ class AsyncClient:
                 return b""
             raise _Cut(exc.strerror or str(exc) or type(exc).__name__) from None
         conn.last_activity = time.perf_counter()
+        conn.received += len(data)
         return data
 
-    async def _send_and_read_head(self, conn, method, url, head_bytes, body, timeout):
+    async def _send_and_read_head(self, conn, method, url, head_bytes, body, limits):
         """Write the request, read the response head. ``_Stale`` when a reused connection had been closed."""
-        conn.arm(timeout)
+        timeout, deadline, deadline_at = limits
+        conn.arm(timeout, deadline, deadline_at)
         try:
             conn.writer.write(head_bytes + body if body else head_bytes)
         except (OSError, RuntimeError) as exc:
             if conn.reused:
                 raise _Stale() from None
-            raise ProtocolError(f"{method} {url}: cannot send the request: {exc}", url) from None
+            raise ProtocolError(self.redact(f"{method} {url}: cannot send the request: {exc}"), url) from None
         buf = b""
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -591,30 +719,32 @@ class AsyncClient:
                     continue
                 return _Head(status, reason, headers, buf)
             if len(buf) > MAX_HEAD_BYTES:
-                raise ProtocolError(f"{method} {url}: response head longer than {MAX_HEAD_BYTES} bytes", url)
+                msg = f"{method} {url}: response head longer than {MAX_HEAD_BYTES} bytes"
+                raise ProtocolError(self.redact(msg), url)
             try:
                 data = await self._read(conn)
             except _Cut as cut:
                 if conn.reused and not buf:
                     raise _Stale() from None
-                raise ProtocolError(f"{method} {url}: connection failed before the answer: {cut}", url) from None
+                msg = f"{method} {url}: connection failed before the answer: {cut}"
+                raise ProtocolError(self.redact(msg), url) from None
             if not data:
                 if conn.timed_out:
-                    raise RequestTimeoutError(f"{method} {url}: no answer within {timeout:g} s", url)
+                    raise self._timeout_error(conn, method, url, f"{method} {url}: no answer within {timeout:g} s")
                 if conn.reused and not buf:
                     raise _Stale()
                 what = "closed the connection without answering" if not buf else "closed the connection mid-head"
-                raise ProtocolError(f"{method} {url}: the server {what}", url)
+                raise ProtocolError(self.redact(f"{method} {url}: the server {what}"), url)
             buf += data
 
-    async def _open(self, method, path, body, headers, auth, timeout, accept):
+    async def _open(self, method, path, body, headers, auth, limits, accept):
         """Connect (reusing an idle connection when there is one), send, and return ``(conn, head, url)``."""
         url = self.url(path)
         head_bytes = self._head_bytes(method, path, body, headers, auth, accept)
         for attempt in range(2):
-            conn = await self._connect(method, url, timeout, fresh=attempt > 0)
+            conn = await self._connect(method, url, limits[0], attempt > 0, limits[1], limits[2])
             try:
-                head = await self._send_and_read_head(conn, method, url, head_bytes, body, timeout)
+                head = await self._send_and_read_head(conn, method, url, head_bytes, body, limits)
             except _Stale:
                 conn.close()
                 continue  # the server had closed the idle connection: once more on a fresh one
@@ -622,30 +752,51 @@ class AsyncClient:
                 conn.close()
                 raise
             return conn, head, url
-        raise ProtocolError(f"{method} {url}: the server closed two connections without answering", url)
+        msg = f"{method} {url}: the server closed two connections without answering"
+        raise ProtocolError(self.redact(msg), url)
 
-    async def _read_body(self, conn, method, url, decoder, first: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
+    async def _read_body(self, conn, method, url, decoder, first: bytes) -> bytes:
         parts = [decoder.feed(first)] if first else []
         size = len(parts[0]) if parts else 0
         while not decoder.done:
             try:
                 data = await self._read(conn)
             except _Cut as cut:
-                raise ProtocolError(f"{method} {url}: connection failed after {size} body bytes: {cut}", url) from None
+                msg = f"{method} {url}: connection failed after {size} body bytes: {cut}"
+                raise ProtocolError(self.redact(msg), url) from None
             if not data:
                 if conn.timed_out:
-                    raise RequestTimeoutError(
-                        f"{method} {url}: the answer stopped for {conn.timeout:g} s after {size} body bytes", url
-                    )
+                    idle = f"{method} {url}: the answer stopped for {conn.timeout:g} s after {size} body bytes"
+                    raise self._timeout_error(conn, method, url, idle)
                 if isinstance(decoder, CloseDecoder):
                     break
-                raise ProtocolError(f"{method} {url}: connection closed after {size} body bytes, mid-body", url)
+                msg = f"{method} {url}: connection closed after {size} body bytes, mid-body"
+                raise ProtocolError(self.redact(msg), url)
             piece = decoder.feed(data)
             size += len(piece)
-            if size > limit:
-                raise ProtocolError(f"{method} {url}: answer larger than {limit} bytes", url)
+            if size > MAX_BODY_BYTES:
+                raise ProtocolError(self.redact(f"{method} {url}: answer larger than {MAX_BODY_BYTES} bytes"), url)
             parts.append(piece)
         return b"".join(parts)
+
+    async def _read_error_body(self, conn, decoder, first: bytes) -> bytes:
+        """The start of an answer that is quoted, not used: at most :data:`MAX_ERROR_BODY_BYTES`, enough to quote,
+        and no more memory or waiting for a server that sends megabytes. The rest stays unread; the caller closes
+        the connection. A body cut short (closed, timed out, bad framing) gives what came."""
+        kept = bytearray()
+        data = first
+        try:
+            while True:
+                if data:
+                    kept += decoder.feed(data)
+                if decoder.done or len(kept) >= MAX_ERROR_BODY_BYTES:
+                    break
+                data = await self._read(conn)
+                if not data:
+                    break
+        except (ValueError, _Cut):
+            pass
+        return bytes(kept[:MAX_ERROR_BODY_BYTES])
 
     # -- requests ----------------------------------------------------------------------------------------------
 
@@ -659,21 +810,23 @@ class AsyncClient:
         headers: dict | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Response:
         """Send one request and read the whole answer, whatever its status (see :meth:`Response.raise_for_status`).
 
         ``json_body`` is serialised compactly; ``content`` is sent as is (already JSON, prepared once).
+        :class:`RequestDeadlineError` when the answer is not complete ``deadline`` seconds after the call.
         """
-        timeout = self.timeout if timeout is None else timeout
+        limits = self._limits(timeout, deadline)
         body = content if content is not None else _dump(json_body) if json_body is not None else None
         t_start = time.perf_counter()
-        conn, head, url = await self._open(method, path, body, headers, auth, timeout, "application/json")
+        conn, head, url = await self._open(method, path, body, headers, auth, limits, "application/json")
         reusable = False
         try:
             try:
                 decoder = _decoder_for(method, head.status, head.headers)
             except ValueError as exc:
-                raise ProtocolError(f"{method} {url}: {exc}", url) from None
+                raise ProtocolError(self.redact(f"{method} {url}: {exc}"), url) from None
             try:
                 payload = await self._read_body(conn, method, url, decoder, head.rest)
             except ValueError as exc:
@@ -695,30 +848,31 @@ class AsyncClient:
         headers: dict | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        deadline: float | None = None,
     ):
         """Send a request whose answer is an SSE stream; yield ``(t, events)`` once per socket read.
 
         ``t`` is ``time.perf_counter()`` as the read returned; ``events`` lists the ``(event_name, data)`` pairs that
         read completed (possibly none, when a read ends mid-event). Raises :class:`HTTPStatusError` when the status
-        is not 200 (with the error body), :class:`ProtocolError` when the answer is not ``text/event-stream``, when
-        the connection is cut mid-stream or when the stream ends inside an event, :class:`RequestTimeoutError` when
-        no byte arrives for ``timeout`` seconds. A consumer that stops early closes the connection.
+        is not 200 (with the start of the error body), :class:`ProtocolError` when the answer is not
+        ``text/event-stream``, when the connection is cut mid-stream, when the stream ends inside an event or when
+        one event passes :data:`MAX_EVENT_BYTES`, :class:`RequestTimeoutError` when no byte arrives for ``timeout``
+        seconds, :class:`RequestDeadlineError` when the stream has not ended ``deadline`` seconds after the first
+        ``__anext__`` (the consumer's time between reads counts). A consumer that stops early closes the connection.
         """
-        timeout = self.timeout if timeout is None else timeout
+        limits = self._limits(timeout, deadline)
+        timeout = limits[0]
         body = content if content is not None else _dump(json_body) if json_body is not None else None
-        conn, head, url = await self._open(method, path, body, headers, auth, timeout, "text/event-stream")
+        conn, head, url = await self._open(method, path, body, headers, auth, limits, "text/event-stream")
         reusable = False
         try:
             try:
                 decoder = _decoder_for(method, head.status, head.headers)
             except ValueError as exc:
-                raise ProtocolError(f"{method} {url}: {exc}", url) from None
+                raise ProtocolError(self.redact(f"{method} {url}: {exc}"), url) from None
             ctype = head.headers.get("content-type", "")
             if head.status != 200 or not ctype.startswith("text/event-stream"):
-                try:
-                    err_body = await self._read_body(conn, method, url, decoder, head.rest, limit=1024 * 1024)
-                except ValueError:
-                    err_body = b""
+                err_body = await self._read_error_body(conn, decoder, head.rest)
                 if head.status != 200:
                     raise status_error(method, url, head.status, head.reason, err_body, head.headers, self.redact)
                 msg = (
@@ -734,28 +888,31 @@ class AsyncClient:
                 if data:
                     received += len(data)
                     try:
-                        events = parser.feed(decoder.feed(data))
+                        payload = decoder.feed(data)
                     except ValueError as exc:
                         msg = f"{method} {url}: bad chunked body after {received} bytes: {exc}"
                         raise ProtocolError(self.redact(msg), url) from None
+                    try:
+                        events = parser.feed(payload)
+                    except ValueError as exc:
+                        raise ProtocolError(self.redact(f"{method} {url}: {exc}"), url) from None
                     yield t, events
                 if decoder.done:
                     break
                 try:
                     data = await self._read(conn)
                 except _Cut as cut:
-                    raise ProtocolError(f"{method} {url}: stream cut after {received} bytes: {cut}", url) from None
+                    msg = f"{method} {url}: stream cut after {received} bytes: {cut}"
+                    raise ProtocolError(self.redact(msg), url) from None
                 t = conn.last_activity
                 if not data:
                     if conn.timed_out:
-                        raise RequestTimeoutError(
-                            f"{method} {url}: the stream stopped for {timeout:g} s after {received} bytes", url
-                        )
+                        idle = f"{method} {url}: the stream stopped for {timeout:g} s after {received} bytes"
+                        raise self._timeout_error(conn, method, url, idle)
                     if isinstance(decoder, CloseDecoder):
                         break
-                    raise ProtocolError(
-                        f"{method} {url}: the server closed the stream after {received} bytes, mid-body", url
-                    )
+                    msg = f"{method} {url}: the server closed the stream after {received} bytes, mid-body"
+                    raise ProtocolError(self.redact(msg), url)
             try:
                 events = parser.close()
             except ValueError as exc:
@@ -791,6 +948,7 @@ class AsyncClient:
         headers: dict | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        deadline: float | None = None,
         kernel_timestamps: bool = True,
     ) -> bool:
         """Send a request whose answer is an SSE stream; call ``on_read(t, events)`` once per socket read.
@@ -800,29 +958,31 @@ class AsyncClient:
         when ``kernel_timestamps`` and the connection allow it (plain http on Linux). Over https the reads come through
         :meth:`stream_reads` (TLS records cannot be read past the transport). The whole answer, head included, is read
         this way, so a first event that comes with the head is stamped alike. The request is written before the first
-        suspension: take the start timestamp just before awaiting this. Errors as :meth:`stream_reads`; an exception
-        raised by ``on_read`` ends the stream and is raised here. Returns whether kernel timestamps were used.
+        suspension: take the start timestamp just before awaiting this. Errors as :meth:`stream_reads` (``deadline``
+        counts from the call); an exception raised by ``on_read`` ends the stream and is raised here. Returns whether
+        kernel timestamps were used.
         """
-        timeout = self.timeout if timeout is None else timeout
         if self._ssl is not None:  # TLS records cannot be read past the transport: the stream_reads path, per read
-            kwargs = {"content": content, "method": method, "headers": headers, "auth": auth, "timeout": timeout}
-            async for t, events in self.stream_reads(path, **kwargs):
+            kwargs = {"content": content, "method": method, "headers": headers, "auth": auth}
+            async for t, events in self.stream_reads(path, timeout=timeout, deadline=deadline, **kwargs):
                 if events:
                     on_read(t, events)
             return False
+        timeout, deadline, deadline_at = self._limits(timeout, deadline)
         url = self.url(path)
         head_bytes = self._head_bytes(method, path, content, headers, auth, "text/event-stream")
         for attempt in range(2):
-            conn = await self._connect(method, url, timeout, fresh=attempt > 0)
-            pump = _Pump(conn, on_read, method, url, timeout, self.redact)
+            conn = await self._connect(method, url, timeout, attempt > 0, deadline, deadline_at)
+            pump = _Pump(conn, on_read, method, url, timeout, self)
             try:
-                conn.arm(timeout)
+                conn.arm(timeout, deadline, deadline_at)
                 try:
                     conn.writer.write(head_bytes + content)
                 except (OSError, RuntimeError) as exc:
                     if conn.reused:
                         raise _Stale() from None
-                    raise ProtocolError(f"{method} {url}: cannot send the request: {exc}", url) from None
+                    msg = f"{method} {url}: cannot send the request: {exc}"
+                    raise ProtocolError(self.redact(msg), url) from None
                 used_kernel = await pump.run(kernel_timestamps)
             except _Stale:
                 conn.close()
@@ -838,7 +998,8 @@ class AsyncClient:
                 raise error
             self._release(conn, pump.reusable)
             return used_kernel
-        raise ProtocolError(f"{method} {url}: the server closed two connections without answering", url)
+        msg = f"{method} {url}: the server closed two connections without answering"
+        raise ProtocolError(self.redact(msg), url)
 
     async def aclose(self) -> None:
         """Close the idle connections."""
@@ -862,13 +1023,15 @@ _ANC_SIZE = 64
 class _Pump:
     """Reads one answer (head and body) from the event loop's reader callback (see AsyncClient.stream_callback)."""
 
-    def __init__(self, conn, on_read, method, url, timeout, redact) -> None:
+    def __init__(self, conn, on_read, method, url, timeout, client) -> None:
+        """``conn`` is armed with the deadline (if any) before :meth:`run`; ``client`` builds the messages."""
         self.conn = conn
         self.on_read = on_read
         self.method = method
         self.url = url
         self.timeout = timeout
-        self.redact = redact
+        self.client = client
+        self.redact = client.redact
         self.received = 0
         self.head_buf = b""
         self.status = None
@@ -877,10 +1040,11 @@ class _Pump:
         self.decoder = None
         self.parser = SSEParser()
         self.body_parts = []
+        self.error_size = 0
         self.reusable = False
 
     def error_body(self) -> bytes:
-        """The body of a non-200 answer (as much as was read)."""
+        """The start of a non-200 answer's body: what was read, at most MAX_ERROR_BODY_BYTES."""
         return b"".join(self.body_parts)
 
     def feed(self, t: float, data: bytes) -> bool:
@@ -892,7 +1056,7 @@ class _Pump:
             if end < 0:
                 if len(self.head_buf) > MAX_HEAD_BYTES:
                     msg = f"{self.method} {self.url}: response head longer than {MAX_HEAD_BYTES} bytes"
-                    raise ProtocolError(msg, self.url)
+                    raise ProtocolError(self.redact(msg), self.url)
                 return False
             try:
                 self.status, self.reason, self.headers = parse_head(self.head_buf[:end])
@@ -913,13 +1077,22 @@ class _Pump:
                 return self.decoder.done
         try:
             payload = self.decoder.feed(data)
-            if self.status != 200:
-                self.body_parts.append(payload)
-                return self.decoder.done
-            events = self.parser.feed(payload)
         except ValueError as exc:
+            if self.status != 200:  # quote what came
+                return True
             msg = f"{self.method} {self.url}: bad chunked body after {self.received} bytes: {exc}"
             raise ProtocolError(self.redact(msg), self.url) from None
+        if self.status != 200:
+            # Kept to be quoted; beyond MAX_ERROR_BODY_BYTES the answer counts as complete and the connection,
+            # with the rest unread, is closed (reusable stays False).
+            payload = payload[: MAX_ERROR_BODY_BYTES - self.error_size]
+            self.body_parts.append(payload)
+            self.error_size += len(payload)
+            return self.decoder.done or self.error_size >= MAX_ERROR_BODY_BYTES
+        try:
+            events = self.parser.feed(payload)
+        except ValueError as exc:
+            raise ProtocolError(self.redact(f"{self.method} {self.url}: {exc}"), self.url) from None
         if events:
             self.on_read(t, events)
         if self.decoder.done:
@@ -942,7 +1115,7 @@ class _Pump:
         transport = conn.writer.transport
         sock = transport.get_extra_info("socket")
         if sock is None:
-            raise ProtocolError(f"{self.method} {self.url}: the connection has no socket", self.url)
+            raise ProtocolError(self.redact(f"{self.method} {self.url}: the connection has no socket"), self.url)
         # A second descriptor of the same socket, read directly while the transport's own reading is paused. The
         # transport is paused before the loop can read any of the answer, so its stream reader holds none of it.
         transport.pause_reading()
@@ -977,19 +1150,19 @@ class _Pump:
                     finish(_Stale())
                 else:
                     cut = f"{self.method} {self.url}: connection failed after {self.received} bytes: {exc}"
-                    finish(ProtocolError(cut, self.url))
+                    finish(ProtocolError(self.redact(cut), self.url))
                 return
             now = perf()
             conn.last_activity = now
             if not data:
                 if conn.reused and not self.received:
                     finish(_Stale())
-                elif self.decoder is not None and isinstance(self.decoder, CloseDecoder):
-                    finish()
+                elif self.decoder is not None and (isinstance(self.decoder, CloseDecoder) or self.status != 200):
+                    finish()  # the end of the body, or of an error body cut short: quote what came
                 else:
                     where = "before the answer" if self.decoder is None else "mid-body"
                     msg = f"{self.method} {self.url}: the server closed the connection ({self.received} bytes, {where})"
-                    finish(ProtocolError(msg, self.url))
+                    finish(ProtocolError(self.redact(msg), self.url))
                 return
             t = now
             if anc:
@@ -1003,18 +1176,26 @@ class _Pump:
 
         timer = []
 
+        deadline_at = conn.deadline_at
+
         def idle_check():
             if done.done():
                 return
-            idle = perf() - conn.last_activity
+            now = perf()
+            if deadline_at is not None and now >= deadline_at - 0.001:
+                finish(self.client._deadline_error(self.method, self.url, conn.deadline, self.received))
+                return
+            idle = now - conn.last_activity
             if idle >= self.timeout:
                 msg = f"{self.method} {self.url}: no byte for {self.timeout:g} s after {self.received} bytes"
-                finish(RequestTimeoutError(msg, self.url))
+                finish(RequestTimeoutError(self.redact(msg), self.url))
             else:
-                timer[0] = loop.call_later(self.timeout - idle, idle_check)
+                delay = self.timeout - idle
+                timer[0] = loop.call_later(delay if deadline_at is None else min(delay, deadline_at - now), idle_check)
 
         loop.add_reader(raw.fileno(), readable)
-        timer.append(loop.call_later(self.timeout, idle_check))
+        first = self.timeout if deadline_at is None else min(self.timeout, deadline_at - perf())
+        timer.append(loop.call_later(first, idle_check))
         try:
             await done
         finally:
@@ -1050,7 +1231,11 @@ class StreamResult:
 
 
 class Client:
-    """Blocking facade over :class:`AsyncClient` on a private event loop, for probes made one at a time."""
+    """Blocking facade over :class:`AsyncClient` on a private event loop, for probes made one at a time.
+
+    Every request method takes the keyword arguments of its :class:`AsyncClient` counterpart, ``timeout`` and
+    ``deadline`` included.
+    """
 
     def __init__(self, base_url: str, **kwargs) -> None:
         """Same arguments as :class:`AsyncClient`."""

@@ -22,6 +22,7 @@ from ansible_collections.kimi.vllm.plugins.module_utils._openai import (
     ClientError,
     ConnectError,
     HTTPStatusError,
+    RequestDeadlineError,
     RequestTimeoutError,
     snippet,
 )
@@ -39,6 +40,9 @@ TOOL_MARKER = "<|tool_call"
 PROBE_MAX_TOKENS = 2048
 # Oldest vLLM with a native /v1/messages (Anthropic Messages API).
 ANTHROPIC_MIN_VERSION = (0, 11, 1)
+# A check's requests together (at most two generations, or four small answers for auth) get this many times
+# `timeout`: a generation streamed takes about as long as the same one answered at once, which `timeout` bounds.
+CHECK_DEADLINE_FACTOR = 3
 # vLLM's gauges; the KV-cache one was vllm:gpu_cache_usage_perc before V1.
 METRIC_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting")
 METRIC_KV_GAUGES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
@@ -54,6 +58,11 @@ HINTS = {
     "timeout": (
         "No answer within {timeout:g} s: the engine may be hung or saturated (read the container log), or a first "
         "request is slow; raise `timeout` if the server is just busy."
+    ),
+    "deadline": (
+        "The check was not done within {deadline:g} s (three times `timeout`) although the server kept sending: it "
+        "is very slow or saturated (read the container log), or a proxy trickles the answer; raise `timeout` if the "
+        "server is just busy."
     ),
     "protocol": (
         "The answer is not what vLLM sends: does url point at vLLM itself (not another service or a proxy page)? "
@@ -562,6 +571,47 @@ def judge_metrics(text):
 # ---- the probes ------------------------------------------------------------------------------------------------
 
 
+class CheckBudget:
+    """The client as one check sees it: its requests share one total deadline of ``seconds``, counted from now.
+
+    A server that keeps sending a byte now and then never trips the client's idle timeout; this bounds the check.
+    """
+
+    def __init__(self, client, seconds):
+        """Wrap ``client`` (a :class:`~._openai.Client`, or anything with its get/post/stream/url/redact)."""
+        self._client = client
+        self.seconds = seconds
+        self._until = time.monotonic() + seconds
+
+    def url(self, path):
+        """The full URL of ``path``."""
+        return self._client.url(path)
+
+    def redact(self, text):
+        """``text`` with the API key replaced."""
+        return self._client.redact(text)
+
+    def _left(self, method, path):
+        left = self._until - time.monotonic()
+        if left <= 0:
+            url = self.url(path)
+            msg = f"{method} {url}: not sent, the check's total deadline ({self.seconds:g} s) had passed"
+            raise RequestDeadlineError(self.redact(msg), url)
+        return left
+
+    def get(self, path, **kwargs):
+        """GET within what is left of the deadline."""
+        return self._client.get(path, deadline=self._left("GET", path), **kwargs)
+
+    def post(self, path, json_body, **kwargs):
+        """POST within what is left of the deadline."""
+        return self._client.post(path, json_body, deadline=self._left("POST", path), **kwargs)
+
+    def stream(self, path, json_body=None, **kwargs):
+        """A whole SSE stream within what is left of the deadline."""
+        return self._client.stream(path, json_body, deadline=self._left("POST", path), **kwargs)
+
+
 class Verifier:
     """Runs the selected checks against one server through a blocking :class:`~._openai.Client`."""
 
@@ -584,6 +634,7 @@ class Verifier:
         self.expect_models = list(expect_models or [])
         self.expect_max_model_len = expect_max_model_len
         self.timeout = timeout
+        self.check_seconds = CHECK_DEADLINE_FACTOR * timeout
         self.server = {
             "url": client.url(""),
             "version": None,
@@ -609,9 +660,11 @@ class Verifier:
     def _run_one(self, name):
         start = time.perf_counter()
         result = {"ok": False, "skipped": False, "latency_ms": 0.0, "detail": "", "hint": None}
+        whole = self.client
         try:
             if self._unreachable is not None:
                 raise CheckFailed(f"not run: {self._unreachable}", self._hint_for(self._unreachable))
+            self.client = CheckBudget(whole, self.check_seconds)  # the check's requests share its deadline
             result["detail"] = getattr(self, "check_" + name)()
             result["ok"] = True
         except CheckSkipped as skip:
@@ -622,6 +675,8 @@ class Verifier:
             if isinstance(exc, ConnectError):
                 self._unreachable = exc
             result.update(detail=str(exc), hint=self._hint_for(exc))
+        finally:
+            self.client = whole
         result["latency_ms"] = round((time.perf_counter() - start) * 1000.0, 1)
         result["detail"] = self.client.redact(result["detail"])
         if result["hint"]:
@@ -632,6 +687,8 @@ class Verifier:
         """The hint for an error that no check handled itself."""
         if isinstance(exc, ConnectError):
             return HINTS["unreachable"].format(url=self.server["url"])
+        if isinstance(exc, RequestDeadlineError):
+            return HINTS["deadline"].format(deadline=self.check_seconds)
         if isinstance(exc, RequestTimeoutError):
             return HINTS["timeout"].format(timeout=self.timeout)
         if isinstance(exc, HTTPStatusError):
@@ -648,8 +705,9 @@ class Verifier:
 
     def _discover(self):
         """Read /version and /v1/models once: the server's identity and the default model."""
+        client = CheckBudget(self.client, self.check_seconds)
         try:
-            doc = self.client.get("/version", auth=False).raise_for_status().json()
+            doc = client.get("/version", auth=False).raise_for_status().json()
         except (ConnectError, RequestTimeoutError) as exc:
             # /version never touches the engine: when even it hangs, every other request would wait as long.
             self._unreachable = exc
@@ -660,7 +718,7 @@ class Verifier:
             self.server["version"] = str(doc.get("version")) if doc.get("version") is not None else None
             self.server["stand_in"] = doc.get("standin") is True
         try:
-            _detail, ids, cards = judge_models(self.client.get("/v1/models").raise_for_status().json())
+            _detail, ids, cards = judge_models(client.get("/v1/models").raise_for_status().json())
         except ConnectError as exc:
             self._unreachable = exc
             return

@@ -73,6 +73,10 @@ notes:
     disappears during the step is reported as exited, with RV(state=missing).
   - C(/health) refuses connections until the engine is up, answers 503 when the engine died, and 200 when
     healthy; C(/v1/models) then lists one card per served name.
+  - Each look at the server (C(/health), then C(/v1/models)) must be done within 10 seconds in all, and never
+    later than O(step_seconds) after the step began, however slowly the server sends its answer; a server that
+    sends a byte now and then cannot hold a step past O(step_seconds). A look cut short is reported in RV(server)
+    as C(not answering yet (... the total deadline (N s) passed ...)).
 """
 
 EXAMPLES = r"""
@@ -151,8 +155,12 @@ from ansible_collections.kimi.vllm.plugins.module_utils._openai import (  # noqa
     Client,
     ClientError,
     ConnectError,
+    ConnectTimeoutError,
     HTTPStatusError,
 )
+
+# One look at the server, /health and /v1/models together: both are answered at once by a server that works.
+PROBE_SECONDS = 10
 
 
 class ContainerWatch:
@@ -171,18 +179,27 @@ class ContainerWatch:
         """The last ``lines`` lines of the container's log (stdout and stderr together)."""
         return self.engine.logs(container, lines)
 
-    def probe(self, http):
-        """Ask the server; returns (ready, what it answered, models listed)."""
+    def probe(self, http, until):
+        """Ask the server, and be done by ``until`` (a ``time.monotonic()`` time).
+
+        Returns (ready, what it answered, models listed).
+        """
         try:
-            http.get("/health", auth=False).raise_for_status()
+            http.get("/health", auth=False, deadline=until - time.monotonic()).raise_for_status()
         except HTTPStatusError as exc:
             return False, f"/health {exc.status}", []
+        except ConnectTimeoutError as exc:
+            return False, f"not answering yet ({exc})", []
         except ConnectError:
             return False, "not answering yet (connection refused)", []
         except ClientError as exc:
             return False, f"not answering yet ({exc})", []
+        left = until - time.monotonic()
+        if left <= 0:
+            return False, "/health 200; no time left in this step for /v1/models", []
         try:
-            listed = [card.get("id") for card in http.get("/v1/models").raise_for_status().json().get("data", [])]
+            doc = http.get("/v1/models", deadline=left).raise_for_status().json()
+            listed = [card.get("id") for card in doc.get("data", [])]
         except HTTPStatusError as exc:
             return False, f"/v1/models {exc.status}", []
         except (ClientError, ValueError, AttributeError) as exc:
@@ -228,7 +245,10 @@ class ContainerWatch:
                 result["log_tail"] = self.logs(container, self.params["log_lines"])
                 result["last_log_line"] = result["log_tail"][-1] if result["log_tail"] else ""
                 break
-            ready, result["server"], result["models"] = self.probe(http)
+            until = min(time.monotonic() + PROBE_SECONDS, started + self.params["step_seconds"])
+            if until <= time.monotonic():
+                break
+            ready, result["server"], result["models"] = self.probe(http, until)
             if ready:
                 result["ready"] = True
                 break

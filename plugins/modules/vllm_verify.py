@@ -84,6 +84,10 @@ options:
     description:
       - Seconds to wait for a connection, and then for each next piece of an answer. A non-streamed completion
         arrives all at once, so this also bounds its whole generation time.
+      - Each check as a whole (its requests together, at most two generations, or four small requests for
+        V(auth)) must be done within three times this, and so must the first look at C(/version) and
+        C(/v1/models). A server that keeps sending a byte now and then never trips the wait for the next piece,
+        but fails that check with a timeout once the three times O(timeout) have passed.
     type: float
     default: 120
 

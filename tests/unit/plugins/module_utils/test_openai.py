@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import threading
 import time
+import tracemalloc
 
 import pytest
 from ansible_collections.kimi.vllm.plugins.module_utils._openai import (
+    MAX_ERROR_BODY_BYTES,
+    MAX_EVENT_BYTES,
     REDACTED,
     AsyncClient,
     ChunkedDecoder,
@@ -26,6 +30,7 @@ from ansible_collections.kimi.vllm.plugins.module_utils._openai import (
     ConnectTimeoutError,
     HTTPStatusError,
     ProtocolError,
+    RequestDeadlineError,
     RequestTimeoutError,
     SSEParser,
     error_text,
@@ -108,6 +113,38 @@ def test_sse_ending_inside_an_event():
     parser.feed(b'data: {"a": 1}\n\ndata: {"b"')
     with pytest.raises(ValueError, match="inside an event"):
         parser.close()
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_sse_byte_by_byte(newline):
+    raw = SSE.replace(b"\n", newline)
+    parser = SSEParser()
+    events = [event for byte in raw for event in parser.feed(bytes([byte]))] + parser.close()
+    assert events == SSE_EVENTS, newline
+
+
+def test_sse_event_larger_than_a_read():
+    data = bytes(range(32, 127)) * 30000  # 2.85 MB, in reads of 64 KiB
+    raw = b"data: " + data + b"\n\ndata: next\n\n"
+    parser = SSEParser()
+    events = [event for at in range(0, len(raw), 65536) for event in parser.feed(raw[at : at + 65536])]
+    assert events == [(b"", data), (b"", b"next")]
+
+
+def test_sse_without_separator_is_cut_at_max_event_bytes():
+    parser = SSEParser()
+    line = b"data: " + b"x" * 65529 + b"\n"  # 64 KiB lines, never a blank one
+    with pytest.raises(ValueError, match=r"the server sent \d+ bytes without an event separator") as caught:
+        for _read in range(1000):
+            parser.feed(line)
+            assert len(parser._buf) <= MAX_EVENT_BYTES  # nothing beyond one event is ever held
+    assert _read == MAX_EVENT_BYTES // len(line)
+    assert str(MAX_EVENT_BYTES) in str(caught.value)
+
+
+def test_sse_one_complete_event_over_the_cap():
+    with pytest.raises(ValueError, match="without an event separator"):
+        SSEParser().feed(b"data: " + b"x" * MAX_EVENT_BYTES + b"\n\n")
 
 
 def test_parse_head():
@@ -520,6 +557,171 @@ def test_concurrent_streams_on_one_loop(raw_server):
         return counts
 
     assert asyncio.run(main()) == [6] * 32
+
+
+# ---- bounds: the total deadline, one event's size, the error body, the key in messages ----------------------------
+
+
+def stream_via(way, url, *, deadline=None, **client_kwargs):
+    """The events of one stream, read through ``Client.stream`` or ``AsyncClient.stream_callback``."""
+    if way == "stream":
+        with Client(url, **client_kwargs) as client:
+            return [(name, data) for _t, name, data in client.stream("/s", {}, deadline=deadline).events]
+
+    async def main():
+        client = AsyncClient(url, **client_kwargs)
+        events = []
+        try:
+            await client.stream_callback("/s", lambda t, batch: events.extend(batch), content=b"{}", deadline=deadline)
+        finally:
+            await client.aclose()
+        return events
+
+    return asyncio.run(main())
+
+
+def trickle(first: bytes, drip: bytes):
+    """A script that sends ``first``, then ``drip`` one byte every 0.5 s: never idle for long, never done."""
+
+    def script(conn, rfile, index, server):
+        server.read_request(rfile)
+        conn.sendall(first)
+        for byte in drip:
+            time.sleep(0.5)
+            conn.sendall(bytes([byte]))
+
+    return script
+
+
+BIG_EVENT = chunk(b"data: " + b"x" * 100 + b"\n\n")
+
+
+@pytest.mark.parametrize(
+    ("way", "first", "drip"),
+    [
+        pytest.param("request", b"", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", id="request-head"),
+        pytest.param("request", b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n", b"x" * 100, id="request-body"),
+        pytest.param("stream", STREAM_HEAD + chunk(b"data: 1\n\n"), BIG_EVENT, id="stream_reads"),
+        pytest.param("callback", STREAM_HEAD + chunk(b"data: 1\n\n"), BIG_EVENT, id="stream_callback"),
+        pytest.param("callback-default", STREAM_HEAD + chunk(b"data: 1\n\n"), BIG_EVENT, id="client-default"),
+    ],
+)
+def test_trickle_is_cut_at_the_total_deadline(raw_server, way, first, drip):
+    server = raw_server(trickle(first, drip))
+    started = time.monotonic()
+    with pytest.raises(RequestDeadlineError) as caught:
+        if way == "request":
+            with Client(server.url, timeout=5) as client:
+                client.get("/slow", deadline=2)
+        elif way == "callback-default":  # the client's default deadline
+            stream_via("callback", server.url, timeout=5, deadline=2)
+        else:
+            stream_via(way, server.url, timeout=5, deadline=2)
+    elapsed = time.monotonic() - started
+    assert isinstance(caught.value, RequestTimeoutError)
+    assert 1.9 < elapsed < 2.5
+    message = str(caught.value)
+    assert message.startswith(f"{'GET' if way == 'request' else 'POST'} {server.url}/")
+    assert re.search(r"the total deadline \(2 s\) passed after [1-9][0-9]* bytes", message), message
+
+
+def test_deadline_leaves_prompt_answers_and_idle_connections_alone(raw_server):
+    server = raw_server(keep_alive(lambda request: respond(b'{"ok": true}')))
+    with Client(server.url, timeout=5, deadline=0.5) as client:
+        assert client.get("/a").json() == {"ok": True}
+        time.sleep(0.7)  # past the first request's deadline: its watchdog must not cut the idle connection
+        assert client.get("/b", deadline=5).json() == {"ok": True}
+    assert server.connections == 1
+
+
+def test_deadline_passed_while_connecting_is_not_a_connect_error(monkeypatch):
+    async def hang(*args, **kwargs):  # a host that drops the packets
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(asyncio, "open_connection", hang)
+    with Client("http://127.0.0.1:9", timeout=5) as client, pytest.raises(RequestDeadlineError) as caught:
+        client.get("/health", deadline=0.2)
+    assert not isinstance(caught.value, ConnectError)
+    assert "the total deadline (0.2 s) passed before a connection was made" in str(caught.value)
+
+
+@pytest.mark.parametrize("way", ["stream", "callback"])
+def test_stream_without_event_separator_fails_in_bounded_memory(raw_server, way):
+    line = chunk(b"data: " + b"x" * 65000 + b"\n")  # data lines, never a blank one
+
+    def script(conn, rfile, index, server):
+        server.read_request(rfile)
+        conn.sendall(STREAM_HEAD)
+        for _line in range(50 * 1024 * 1024 // len(line)):  # 50 MB
+            conn.sendall(line)
+        conn.sendall(b"0\r\n\r\n")
+
+    server = raw_server(script)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError) as caught:
+            stream_via(way, server.url, timeout=10)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "bytes without an event separator" in str(caught.value)
+    assert str(caught.value).startswith(f"POST {server.url}/s: the server sent ")
+    assert peak < 3 * MAX_EVENT_BYTES, peak  # the whole 50 MB, kept, would be more than twice that
+
+
+@pytest.mark.parametrize("way", ["stream", "callback"])
+def test_big_error_body_is_capped(raw_server, way):
+    body = b'{"error": {"message": "' + b"E" * (5 * 1024 * 1024) + b'"}}'
+    server = raw_server(keep_alive(lambda request: respond(body, "500 Internal Server Error")))
+    with pytest.raises(HTTPStatusError) as caught:
+        stream_via(way, server.url, timeout=5)
+    assert caught.value.status == 500
+    assert len(caught.value.body) == MAX_ERROR_BODY_BYTES
+    assert body.startswith(caught.value.body)
+    assert "HTTP 500 Internal Server Error: " in str(caught.value)
+
+
+def echo_key(status):
+    """A script that answers ``status`` with a plain-text body that quotes the request's Authorization header."""
+
+    def answer(request):
+        auth = request.split(b"Authorization: ")[1].split(b"\r\n")[0]
+        return respond(b"you sent " + auth, status, "text/plain")
+
+    return keep_alive(answer)
+
+
+@pytest.mark.parametrize("status", ["401 Unauthorized", "500 Internal Server Error"])
+@pytest.mark.parametrize("way", ["request", "stream", "callback"])
+def test_key_echoed_by_the_server_never_reaches_an_exception(raw_server, way, status):
+    server = raw_server(echo_key(status))
+    with pytest.raises(HTTPStatusError) as caught:
+        if way == "request":
+            with Client(server.url, api_key=KEY, timeout=5) as client:
+                client.get("/v1/models").raise_for_status()
+        else:
+            stream_via(way, server.url, api_key=KEY, timeout=5)
+    assert KEY not in str(caught.value)
+    assert KEY not in caught.value.error_message()
+    assert f"you sent Bearer {REDACTED}" in str(caught.value)
+    assert caught.value.error_message() == f"you sent Bearer {REDACTED}"
+
+
+def test_key_echoed_instead_of_an_event_stream(raw_server):
+    server = raw_server(echo_key("200 OK"))
+    with pytest.raises(ProtocolError) as caught:
+        stream_via("stream", server.url, api_key=KEY, timeout=5)
+    assert KEY not in str(caught.value) and f"you sent Bearer {REDACTED}" in str(caught.value)
+
+
+def test_key_in_the_url_prefix_is_scrubbed_from_timeouts(raw_server):
+    server = raw_server(lambda conn, rfile, index, srv: time.sleep(3))
+    with Client(f"{server.url}/{KEY}", api_key=KEY, timeout=0.3) as client, pytest.raises(
+        RequestTimeoutError
+    ) as caught:
+        client.get("/slow")
+    assert KEY not in str(caught.value)
+    assert f"GET {server.url}/{REDACTED}/slow: no answer within 0.3 s" in str(caught.value)
 
 
 @pytest.fixture(scope="module")
