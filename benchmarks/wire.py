@@ -252,7 +252,7 @@ def _head(data: bytes, at: int):
     lines = data[at:end].decode("latin-1").split("\r\n")
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return lines[0], headers, end + 4
 

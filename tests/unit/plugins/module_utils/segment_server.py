@@ -80,11 +80,11 @@ class Server:
                     if not data:
                         return
                     buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                head, _sep, buf = buf.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 length = 0
                 for line in lines[1:]:
-                    name, _, value = line.partition(":")
+                    name, _sep, value = line.partition(":")
                     if name.strip().lower() == "content-length":
                         length = int(value)
                 while len(buf) < length:

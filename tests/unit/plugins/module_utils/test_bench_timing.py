@@ -107,7 +107,7 @@ def test_a_read_that_carries_several_tokens_gives_them_its_time():
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
     def answer():
-        sock, _ = listener.accept()
+        sock, _addr = listener.accept()
         data = b""
         while b"}" not in data:
             data += sock.recv(65536)
