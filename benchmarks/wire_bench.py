@@ -113,11 +113,8 @@ class Server:
             model_dir = REPO / ".build" / "llamacpp" / "model"
             self.mounts = [(str(model_dir / "tokenizer"), "/tok")]
             self.tokenizer = "/tok"
-            # llama-cpp-python ignores max_completion_tokens (what both clients send for chat): a 1024-token
-            # context ends each answer when it is full instead of at its default 2048 (256 was too small for the
-            # native client's approximate prompts, several tiny-vocabulary tokens per word: answers with no token).
             serve = str(REPO / "benchmarks" / "llamacpp" / "serve.sh")
-            argv = ["taskset", "-c", args.server_cpu, serve, str(self.port), "--n_ctx", "1024"]
+            argv = ["taskset", "-c", args.server_cpu, serve, str(self.port)]
             self.spawn(argv, tmp, dict(os.environ))
         else:
             self.model = None

@@ -6,11 +6,12 @@
 # usage: benchmarks/llamacpp/serve.sh PORT [EXTRA SERVER OPTIONS...]
 #   e.g. taskset -c 1 benchmarks/llamacpp/serve.sh 8090 --disable_ping_events True
 #
-# Runs llama-cpp-python's OpenAI-compatible server (built by setup.sh) in the foreground on 127.0.0.1:PORT with
-# the tiny generated model as "tiny-llama", on one thread; SIGTERM stops it. The server holds one model context
-# and serves one request at a time: --interrupt_requests False makes concurrent requests wait their turn (by
-# default a new request cuts the running stream short). Context 2048: 512 prompt tokens as the Hugging Face
-# tokenizer counts them may be more for llama.cpp once random prompts are re-encoded, plus 128 output tokens.
+# Runs llama-cpp-python's OpenAI-compatible server (built by setup.sh; through server.py, which only widens what
+# requests it accepts) in the foreground on 127.0.0.1:PORT with the tiny generated model as "tiny-llama", on one
+# thread; SIGTERM stops it. The server holds one model context and serves one request at a time:
+# --interrupt_requests False makes concurrent requests wait their turn (by default a new request ends the running
+# stream and its connection closes without the last chunk, which clients count as a failure). Context 2048:
+# random prompts of 512 tokens can come back a little longer once re-encoded, plus 128 output tokens.
 set -euo pipefail
 if [ $# -lt 1 ]; then
   sed -n '6,7p' "$0" >&2
