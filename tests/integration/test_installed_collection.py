@@ -142,7 +142,7 @@ def test_deploy_by_fqcn_from_the_installed_copy(installed, sim_node):
     recap = [line for line in proc.stdout.splitlines() if line.startswith(NODE)]
     assert recap and "failed=0" in recap[-1] and "unreachable=0" in recap[-1], proc.stdout[-3000:]
     # The ready-wait ran (kimi.vllm.vllm_server_wait from the installed copy) and the server then served.
-    assert "Watch the container and the server for one step" in proc.stdout
+    assert "Wait for the server to serve, one step per retry" in proc.stdout
     assert (
         str(collections)
         in run([BIN / "ansible-doc", "-t", "module", "kimi.vllm.vllm_server_wait"], outside, env).stdout

@@ -71,7 +71,8 @@ def test_deploy_and_verify_the_real_server(fleet):
     recap = [line for line in proc.stdout.splitlines() if line.startswith(SCRIPTED)]
     assert recap and "failed=0" in recap[-1], proc.stdout[-3000:]
     # The ready-wait watched vLLM's real start-up (it takes more than one step of 15 s here).
-    assert f"kimi-vllm-{SCRIPTED} loading:" in proc.stdout
+    step = f"RETRYING: [{SCRIPTED}]: Wait for the server to serve, one step per retry: kimi-vllm-{SCRIPTED}"
+    assert step in proc.stdout
     assert server_state(SCRIPTED) == ("true", "127.0.0.1:5000/kimi-vllm/vllm-cpu:0.32.0")
     result = verify(fleet, SCRIPTED, api_key=DEMO_KEY, checks=list(DEFAULT_CHECKS))
     assert result["ok"], result["msg"]
