@@ -222,3 +222,64 @@ def test_a_hang_of_400_steps_ends_in_a_clean_failure_and_a_restore(client, secre
     assert "was restored and is serving again" in text
     assert "PLAY RECAP" in text
     assert served_names() == names
+
+
+IMAGE = "127.0.0.1:5000/vllm/vllm-openai:nightly-e312c5cb25427e76fc3830ab14e7b6bc0963a55c"
+
+
+@contextlib.contextmanager
+def moved_tag(client, tmp_path):
+    """The server image's tag moved to another image (same program, one more label); moved back afterwards."""
+    old = client.inspect_image(IMAGE)["Id"]
+    (tmp_path / "Dockerfile").write_text(f"FROM {old}\nLABEL kimi.vllm.test.moved=1\n")
+    subprocess.run(["docker", "build", "-q", "-t", IMAGE, str(tmp_path)], check=True, capture_output=True)
+    try:
+        yield old, client.inspect_image(IMAGE)["Id"]
+    finally:
+        subprocess.run(["docker", "tag", old, IMAGE], check=True)
+
+
+def test_a_moved_tag_keeps_and_rolls_back_to_the_old_image(client, secrets_file, tmp_path):
+    ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    before = client.inspect_container(NAME)["Image"]
+    with moved_tag(client, tmp_path) as (old, new):
+        assert before == old != new
+        ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file, vllm_server_served_model_names=["m2"]))
+        assert client.inspect_container(NAME)["Image"] == new
+        assert client.inspect_container(f"{NAME}-previous")["Image"] == old  # not rebuilt from the moved tag
+        ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file), "-e", "server_entry=rollback")
+        assert client.inspect_container(NAME)["Image"] == old
+        assert served_names() == ["kimi-k2.7-code"]
+
+
+def test_a_kept_server_the_collection_did_not_make_is_not_removed(client, secrets_file):
+    ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    before = container_id()
+    with contextlib.suppress(docker.errors.NotFound):
+        client.remove_container(f"{NAME}-previous", force=True)
+    foreign = client.create_container(IMAGE, name=f"{NAME}-previous", command=["--help"])["Id"]
+    run = ansible_playbook(
+        "server_on_localhost.yml", *server_vars(secrets_file, vllm_server_served_model_names=["m3"]), check=False
+    )
+    assert run.returncode != 0
+    assert "not labelled by kimi.vllm" in run.stdout and f"docker rm -f {NAME}-previous" in run.stdout
+    assert client.inspect_container(f"{NAME}-previous")["Id"] == foreign
+    assert container_id() == before
+    assert served_names() == ["kimi-k2.7-code"]
+    client.remove_container(foreign, force=True)
+
+
+def test_an_unchanged_server_that_stops_answering_fails_fast(client, secrets_file):
+    """It served before: vllm_server_check_timeout (here 6 s), not the load timeout (an hour by default)."""
+    ansible_playbook("server_on_localhost.yml", *server_vars(secrets_file))
+    client.pause(NAME)
+    try:
+        run = ansible_playbook(
+            "server_on_localhost.yml",
+            *server_vars(secrets_file, vllm_server_check_timeout=6, vllm_server_ready_step=2),
+            check=False,
+        )
+    finally:
+        client.unpause(NAME)
+    assert run.returncode != 0
+    assert "within 6 s" in run.stdout, run.stdout[-3000:]
