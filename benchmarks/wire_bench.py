@@ -183,6 +183,7 @@ def run_client(kind: str, server: Server, args, conc: int, prompts: int, seed: i
     common += ["--random-output-len", str(args.output_len), "--num-prompts", str(prompts)]
     common += ["--max-concurrency", str(conc), "--seed", str(seed)]
     cid_file = tmp / f"cid-{time.monotonic_ns()}"
+    cpu_of = None
     if kind == "vllm":
         argv = ["docker", "run", "--rm", "--name", CLIENT_NAME, "--cidfile", str(cid_file), "--network", "host"]
         argv += ["--cpuset-cpus", args.client_cpu, "--entrypoint", "vllm", "-e", "HF_HUB_OFFLINE=1"]
@@ -192,7 +193,6 @@ def run_client(kind: str, server: Server, args, conc: int, prompts: int, seed: i
         argv += [args.image, "bench", "serve", "--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
         argv += ["--model", server.model, "--tokenizer", server.tokenizer, "--dataset-name", "random", *common]
         argv += ["--save-result", "--result-dir", "/out", "--result-filename", result.name]
-        cpu_of = None
     else:
         argv = ["taskset", "-c", args.client_cpu, sys.executable, str(REPO / "benchmarks" / "native_client.py")]
         argv += [*common, "--served-model-name", server.model, "--result-file", str(result)]
