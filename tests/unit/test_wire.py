@@ -25,12 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests" / "unit" / "plugins" / "module_utils"))
 
 import wire  # noqa: E402 - benchmarks/ is not a package
-
-
-def sse(payload: bytes) -> bytes:
-    event = b"data: " + payload + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
+from segment_server import chunk as sse  # noqa: E402 - one SSE event as one HTTP chunk
 
 TOKEN = b'{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}'
 ROLE = b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'

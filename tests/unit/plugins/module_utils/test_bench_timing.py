@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 from ansible_collections.kimi.vllm.plugins.module_utils import _bench, _openai
 
+sys.path.insert(0, str(Path(__file__).parent))
+from segment_server import chunk
+
 SERVER = Path(__file__).with_name("segment_server.py")
 STREAMS = 4
 GAP_US = 500.0
@@ -101,9 +104,9 @@ def test_a_read_that_carries_several_tokens_gives_them_its_time():
     """Several token chunks in one segment: one time for all, counted in ``shared`` (their gaps read as 0)."""
 
     listener = socket.create_server(("127.0.0.1", 0))
-    token = _segment_chunk(b'{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}')
-    role = _segment_chunk(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
-    usage = _segment_chunk(b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}')
+    token = chunk(b'{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}')
+    role = chunk(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    usage = chunk(b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}')
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
     def answer():
@@ -113,7 +116,7 @@ def test_a_read_that_carries_several_tokens_gives_them_its_time():
             data += sock.recv(65536)
         sock.sendall(head + role)
         time.sleep(0.05)
-        sock.sendall(token * 3 + usage + _segment_chunk(b"[DONE]") + b"0\r\n\r\n")  # three tokens, one send
+        sock.sendall(token * 3 + usage + chunk(b"[DONE]") + b"0\r\n\r\n")  # three tokens, one send
         time.sleep(0.2)
         sock.close()
 
@@ -136,8 +139,3 @@ def test_a_read_that_carries_several_tokens_gives_them_its_time():
     assert rec.ttft >= 0.05
     stamps = _bench.timestamp_sources([rec])
     assert stamps == {"kernel_receive_time": 1, "read_return_time": 0, "token_events": 3, "sharing_a_read": 2}
-
-
-def _segment_chunk(payload: bytes) -> bytes:
-    event = b"data: " + payload + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
